@@ -1,0 +1,393 @@
+//! The gRPC surface: tonic services that parse protobuf requests, call
+//! [`CalendarService`], and render domain results as protobuf messages.
+
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+
+use juy_domain::{
+    AccountStatus, Attendee, Calendar, CalendarEvent, CalendarMode, ConnectedAccount, EventKind,
+    EventStatus, NotificationChannels, Provider, ReminderMethod, ResponseStatus, SyncStatus,
+    Transparency,
+};
+use juy_store::accounts::AdminAccountRow;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, FieldViolation};
+use crate::names;
+use crate::pb::v1 as pb;
+use crate::service::{AdminListInput, CalendarService, ListEventsInput, Settings, SettingsPatch};
+
+/// `juy.calendar.v1.CalendarSync`.
+#[derive(Debug, Clone)]
+pub struct CalendarSyncApi(pub CalendarService);
+
+/// `juy.calendar.v1.Admin`.
+#[derive(Debug, Clone)]
+pub struct AdminApi(pub CalendarService);
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ApiError::unauthenticated("a bearer token is required").into())
+}
+
+fn timestamp(field: &str, value: Option<prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|t| {
+            u32::try_from(t.nanos)
+                .ok()
+                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+                .ok_or_else(|| ApiError::invalid(field, "is not a valid timestamp"))
+        })
+        .transpose()
+}
+
+fn to_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+/// Maps a protobuf provider to the domain's; unspecified or unknown is `None`.
+pub fn provider_from_pb(value: i32) -> Option<Provider> {
+    match pb::Provider::try_from(value).ok()? {
+        pb::Provider::Google => Some(Provider::Google),
+        pb::Provider::Microsoft => Some(Provider::Microsoft),
+        pb::Provider::Caldav => Some(Provider::Caldav),
+        pb::Provider::Unspecified => None,
+    }
+}
+
+fn provider_to_pb(p: Provider) -> pb::Provider {
+    match p {
+        Provider::Google => pb::Provider::Google,
+        Provider::Microsoft => pb::Provider::Microsoft,
+        Provider::Caldav => pb::Provider::Caldav,
+    }
+}
+
+fn state_to_pb(s: AccountStatus) -> pb::ConnectionState {
+    match s {
+        AccountStatus::Pending => pb::ConnectionState::Pending,
+        AccountStatus::Active => pb::ConnectionState::Active,
+        AccountStatus::Error => pb::ConnectionState::Error,
+        AccountStatus::ReauthRequired => pb::ConnectionState::ReauthRequired,
+        AccountStatus::Revoked => pb::ConnectionState::Revoked,
+    }
+}
+
+fn state_from_pb(value: i32) -> Option<AccountStatus> {
+    match pb::ConnectionState::try_from(value).ok()? {
+        pb::ConnectionState::Pending => Some(AccountStatus::Pending),
+        pb::ConnectionState::Active => Some(AccountStatus::Active),
+        pb::ConnectionState::Error => Some(AccountStatus::Error),
+        pb::ConnectionState::ReauthRequired => Some(AccountStatus::ReauthRequired),
+        pb::ConnectionState::Revoked => Some(AccountStatus::Revoked),
+        pb::ConnectionState::Unspecified => None,
+    }
+}
+
+fn mode_to_pb(m: CalendarMode) -> pb::CalendarMode {
+    match m {
+        CalendarMode::ReadOnly => pb::CalendarMode::ReadOnly,
+        CalendarMode::Write => pb::CalendarMode::Write,
+    }
+}
+
+fn mode_from_pb(value: i32) -> Option<CalendarMode> {
+    match pb::CalendarMode::try_from(value).ok()? {
+        pb::CalendarMode::ReadOnly => Some(CalendarMode::ReadOnly),
+        pb::CalendarMode::Write => Some(CalendarMode::Write),
+        pb::CalendarMode::Unspecified => None,
+    }
+}
+
+fn response_to_pb(r: ResponseStatus) -> pb::ResponseStatus {
+    match r {
+        ResponseStatus::None => pb::ResponseStatus::None,
+        ResponseStatus::Organizer => pb::ResponseStatus::Organizer,
+        ResponseStatus::NeedsAction => pb::ResponseStatus::NeedsAction,
+        ResponseStatus::Accepted => pb::ResponseStatus::Accepted,
+        ResponseStatus::Tentative => pb::ResponseStatus::Tentative,
+        ResponseStatus::Declined => pb::ResponseStatus::Declined,
+    }
+}
+
+fn attendee_to_pb(a: &Attendee) -> pb::Attendee {
+    pb::Attendee {
+        email: a.email.clone(),
+        display_name: a.name.clone().unwrap_or_default(),
+        response_status: response_to_pb(a.response).into(),
+        self_: a.is_self,
+        optional: a.optional,
+    }
+}
+
+/// Renders a domain event.
+pub fn event_to_pb(e: &CalendarEvent) -> pb::Event {
+    pb::Event {
+        name: names::event(e.id),
+        calendar: names::calendar(e.calendar_id),
+        provider: provider_to_pb(e.provider).into(),
+        external_id: e.external_id.clone(),
+        ical_uid: e.ical_uid.clone().unwrap_or_default(),
+        title: e.title.clone().unwrap_or_default(),
+        location: e.location.clone().unwrap_or_default(),
+        description: e.description.clone().unwrap_or_default(),
+        start_time: Some(to_timestamp(e.start)),
+        end_time: Some(to_timestamp(e.end)),
+        time_zone: e.time_zone.clone().unwrap_or_default(),
+        all_day: e.all_day.is_some(),
+        start_date: e.all_day.map(|d| d.start.to_string()).unwrap_or_default(),
+        end_date: e.all_day.map(|d| d.end.to_string()).unwrap_or_default(),
+        status: match e.status {
+            EventStatus::Confirmed => pb::EventStatus::Confirmed,
+            EventStatus::Tentative => pb::EventStatus::Tentative,
+            EventStatus::Cancelled => pb::EventStatus::Cancelled,
+        }
+        .into(),
+        transparency: match e.transparency {
+            Transparency::Opaque => pb::Transparency::Opaque,
+            Transparency::Transparent => pb::Transparency::Transparent,
+        }
+        .into(),
+        self_response: response_to_pb(e.self_response).into(),
+        kind: match e.kind {
+            EventKind::Default => pb::EventKind::Default,
+            EventKind::OutOfOffice => pb::EventKind::OutOfOffice,
+            EventKind::FocusTime => pb::EventKind::FocusTime,
+            EventKind::WorkingElsewhere => pb::EventKind::WorkingElsewhere,
+        }
+        .into(),
+        organizer: e.organizer.as_ref().map(attendee_to_pb),
+        attendees: e.attendees.iter().map(attendee_to_pb).collect(),
+        series_id: e.series_id.clone().unwrap_or_default(),
+        instance_start_time: e.instance_start.map(to_timestamp),
+        reminders: e
+            .reminders
+            .iter()
+            .map(|r| pb::Reminder {
+                minutes_before: r.minutes_before,
+                method: match r.method {
+                    ReminderMethod::Popup => pb::ReminderMethod::Popup,
+                    ReminderMethod::Email => pb::ReminderMethod::Email,
+                }
+                .into(),
+            })
+            .collect(),
+        etag: e.etag.clone().unwrap_or_default(),
+        update_time: e.updated.map(to_timestamp),
+    }
+}
+
+/// Renders a domain account.
+pub fn connection_to_pb(a: &ConnectedAccount) -> pb::Connection {
+    pb::Connection {
+        name: names::connection(a.id),
+        provider: provider_to_pb(a.provider).into(),
+        account_display_name: a.display_name.clone().unwrap_or_default(),
+        state: state_to_pb(a.status).into(),
+        state_reason: a.status_reason.clone().unwrap_or_default(),
+        scopes: a.scopes.clone(),
+        connect_time: Some(to_timestamp(a.connected_at)),
+        last_sync_time: a.last_sync_at.map(to_timestamp),
+        last_error: a.last_error.clone().unwrap_or_default(),
+    }
+}
+
+/// Renders a domain calendar.
+pub fn calendar_to_pb(c: &Calendar) -> pb::Calendar {
+    pb::Calendar {
+        name: names::calendar(c.id),
+        connection: names::connection(c.account_id),
+        provider: provider_to_pb(c.provider).into(),
+        display_name: c.name.clone(),
+        color: c.color.clone().unwrap_or_default(),
+        time_zone: c.time_zone.clone().unwrap_or_default(),
+        primary: c.is_primary,
+        writable: c.can_write,
+        mode: mode_to_pb(c.mode).into(),
+        sync_status: match c.sync_status {
+            SyncStatus::Pending => pb::SyncStatus::Pending,
+            SyncStatus::Ok => pb::SyncStatus::Ok,
+            SyncStatus::Error => pb::SyncStatus::Error,
+        }
+        .into(),
+        last_sync_time: c.last_synced_at.map(to_timestamp),
+        last_error: c.last_error.clone().unwrap_or_default(),
+    }
+}
+
+fn settings_to_pb(s: &Settings) -> pb::CalendarSettings {
+    pb::CalendarSettings {
+        name: names::MY_SETTINGS.to_owned(),
+        calendar_modes: s
+            .calendar_modes
+            .iter()
+            .map(|(id, mode)| pb::CalendarModeSetting { calendar: names::calendar(*id), mode: mode_to_pb(*mode).into() })
+            .collect(),
+        notification_channels: s.notification_channels.iter().map(channels_to_pb).collect(),
+    }
+}
+
+fn channels_to_pb(c: &NotificationChannels) -> pb::NotificationChannels {
+    pb::NotificationChannels { provider: provider_to_pb(c.provider).into(), push: c.push, email: c.email, sms: c.sms }
+}
+
+fn admin_row_to_pb(r: &AdminAccountRow) -> pb::AdminConnection {
+    pb::AdminConnection {
+        name: names::connection(r.account_id),
+        user_id: r.user_id.as_str().to_owned(),
+        provider: provider_to_pb(r.provider).into(),
+        state: state_to_pb(r.status).into(),
+        state_reason: r.status_reason.clone().unwrap_or_default(),
+        connect_time: Some(to_timestamp(r.connected_at)),
+        last_sync_time: r.last_sync_at.map(to_timestamp),
+        last_error: r.last_error.clone().unwrap_or_default(),
+        calendar_count: i32::try_from(r.calendar_count).unwrap_or(i32::MAX),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
+    async fn list_events(&self, request: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let mut violations = Vec::new();
+        let mut collect = |r: Result<Option<DateTime<Utc>>, ApiError>| {
+            r.unwrap_or_else(|e| {
+                violations.extend(e.violations);
+                None
+            })
+        };
+        let start_time = collect(timestamp("start_time", req.start_time));
+        let end_time = collect(timestamp("end_time", req.end_time));
+        let mut providers = Vec::new();
+        for (i, p) in req.providers.iter().enumerate() {
+            match provider_from_pb(*p) {
+                Some(p) => providers.push(p),
+                None => violations.push(FieldViolation {
+                    field: format!("providers[{i}]"),
+                    description: "must be a known provider".into(),
+                }),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::invalid_fields(violations).into());
+        }
+        let input = ListEventsInput {
+            start_time,
+            end_time,
+            providers,
+            calendars: req.calendars,
+            page_size: req.page_size,
+            page_token: req.page_token,
+        };
+        let page = self.0.list_events(&caller, input).await?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: page.items.iter().map(event_to_pb).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn list_connections(&self, request: Request<pb::ListConnectionsRequest>) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let page = self.0.list_connections(&caller, req.page_size, &req.page_token).await?;
+        Ok(Response::new(pb::ListConnectionsResponse {
+            connections: page.items.iter().map(connection_to_pb).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn list_calendars(&self, request: Request<pb::ListCalendarsRequest>) -> Result<Response<pb::ListCalendarsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let page = self.0.list_calendars(&caller, &req.connection, req.page_size, &req.page_token).await?;
+        Ok(Response::new(pb::ListCalendarsResponse {
+            calendars: page.items.iter().map(calendar_to_pb).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_calendar_settings(&self, request: Request<pb::GetCalendarSettingsRequest>) -> Result<Response<pb::GetCalendarSettingsResponse>, Status> {
+        let caller = caller(&request)?;
+        let settings = self.0.get_settings(&caller, &request.into_inner().name).await?;
+        Ok(Response::new(pb::GetCalendarSettingsResponse { settings: Some(settings_to_pb(&settings)) }))
+    }
+
+    async fn update_calendar_settings(&self, request: Request<pb::UpdateCalendarSettingsRequest>) -> Result<Response<pb::UpdateCalendarSettingsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let settings = req.settings.ok_or_else(|| ApiError::invalid("settings", "is required"))?;
+        let paths: Vec<String> = match req.update_mask {
+            Some(mask) if !mask.paths.is_empty() => mask.paths,
+            // No mask: every part present in the message.
+            _ => {
+                let mut paths = Vec::new();
+                if !settings.calendar_modes.is_empty() {
+                    paths.push("calendar_modes".to_owned());
+                }
+                if !settings.notification_channels.is_empty() {
+                    paths.push("notification_channels".to_owned());
+                }
+                paths
+            }
+        };
+        for (i, path) in paths.iter().enumerate() {
+            if path != "calendar_modes" && path != "notification_channels" {
+                return Err(ApiError::invalid(
+                    format!("update_mask.paths[{i}]"),
+                    "must be `calendar_modes` or `notification_channels`",
+                )
+                .into());
+            }
+        }
+        let has = |p: &str| paths.iter().any(|x| x == p);
+        let patch = SettingsPatch {
+            name: settings.name,
+            calendar_modes: has("calendar_modes").then(|| {
+                settings.calendar_modes.into_iter().map(|m| (m.calendar, mode_from_pb(m.mode))).collect()
+            }),
+            notification_channels: has("notification_channels").then(|| {
+                settings
+                    .notification_channels
+                    .into_iter()
+                    .map(|c| (provider_from_pb(c.provider), c.push, c.email, c.sms))
+                    .collect()
+            }),
+        };
+        let settings = self.0.update_settings(&caller, patch).await?;
+        Ok(Response::new(pb::UpdateCalendarSettingsResponse { settings: Some(settings_to_pb(&settings)) }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminApi {
+    async fn list_connections(&self, request: Request<pb::AdminListConnectionsRequest>) -> Result<Response<pb::AdminListConnectionsResponse>, Status> {
+        // The auth middleware already required the admin role for this service.
+        let req = request.into_inner();
+        let provider = match req.provider {
+            0 => None,
+            p => Some(provider_from_pb(p).ok_or_else(|| ApiError::invalid("provider", "must be a known provider"))?),
+        };
+        let status = match req.state {
+            0 => None,
+            s => Some(state_from_pb(s).ok_or_else(|| ApiError::invalid("state", "must be a known state"))?),
+        };
+        let page = self
+            .0
+            .admin_list_connections(AdminListInput {
+                user_id: req.user_id,
+                provider,
+                status,
+                page_size: req.page_size,
+                page_token: req.page_token,
+            })
+            .await?;
+        Ok(Response::new(pb::AdminListConnectionsResponse {
+            connections: page.items.iter().map(admin_row_to_pb).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}

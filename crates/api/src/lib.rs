@@ -1,0 +1,89 @@
+//! The Calendar Service's API: the tonic gRPC services (`CalendarSync`,
+//! `Admin`, plus health and reflection), the axum REST bridge with its
+//! OpenAPI document, bearer-token auth, and the one mapping of errors to gRPC
+//! statuses and RFC 9457 problems.
+//!
+//! Handlers only translate between wire formats and [`service`]; they hold no
+//! business rules and never speak SQL (that is `juy-store`'s job) or bind
+//! sockets (that is the binary's).
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod grpc;
+pub mod names;
+pub mod paging;
+pub mod pb;
+pub mod rest;
+pub mod service;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::middleware;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::Authenticator;
+use crate::grpc::{AdminApi, CalendarSyncApi};
+use crate::pb::v1::admin_server::AdminServer;
+use crate::pb::v1::calendar_sync_server::CalendarSyncServer;
+use crate::service::CalendarService;
+
+/// The routers of the two listeners, with auth and telemetry applied.
+pub struct Routers {
+    /// gRPC: CalendarSync, Admin, health, reflection (v1 and v1alpha).
+    pub grpc: axum::Router,
+    /// REST bridge.
+    pub rest: axum::Router,
+    /// Health of the gRPC services, to report NOT_SERVING while shutting down.
+    pub health: HealthReporter,
+}
+
+/// The server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The descriptor sets for reflection are invalid.
+    #[error("building server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The largest REST request body accepted.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Builds both routers around one service and one authenticator.
+pub async fn routers(service: CalendarService, auth: Arc<Authenticator>, request_timeout: Duration) -> Result<Routers, BuildError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CalendarSyncServer<CalendarSyncApi>>().await;
+    health.set_serving::<AdminServer<AdminApi>>().await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // Python's grpcio-reflection client speaks only v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let grpc = tonic::service::Routes::new(health_service)
+        .add_service(CalendarSyncServer::new(CalendarSyncApi(service.clone())))
+        .add_service(AdminServer::new(AdminApi(service.clone())))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .into_axum_router()
+        .layer(middleware::from_fn_with_state(auth.clone(), auth::require_auth))
+        .layer(middleware::from_fn(telemetry::trace_requests));
+
+    let rest = rest::routes(service)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(auth, auth::require_auth))
+        .layer(middleware::from_fn(telemetry::trace_requests));
+
+    Ok(Routers { grpc, rest, health })
+}

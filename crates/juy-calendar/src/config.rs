@@ -1,0 +1,490 @@
+//! Settings from a TOML file and `JUY_<SECTION>__<KEY>` environment
+//! variables (environment wins), validated at start. Every error names the
+//! setting both ways, e.g. `database.url (JUY_DATABASE__URL)`.
+//!
+//! The environment is passed in as pairs, so tests give a map instead of
+//! mutating the process environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use juy_api::auth::{AuthConfig, VerificationKey};
+use juy_crypto::MasterKeyring;
+
+/// A setting is missing or wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {setting}: {message}")]
+pub struct ConfigError {
+    /// The setting, as `section.key (JUY_SECTION__KEY)`.
+    pub setting: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: &str, message: impl Into<String>) -> Self {
+        let env = format!("JUY_{}", path.to_ascii_uppercase().replace('.', "__"));
+        Self { setting: format!("{path} ({env})"), message: message.into() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSettings {
+    server: RawServer,
+    tls: RawTls,
+    database: RawDatabase,
+    crypto: RawCrypto,
+    auth: RawAuth,
+    telemetry: RawTelemetry,
+    events: RawEvents,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    grpc_addr: String,
+    rest_addr: String,
+    request_timeout_secs: u64,
+    shutdown_grace_secs: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:9443".into(),
+            rest_addr: "127.0.0.1:8443".into(),
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 25,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTls {
+    /// Plaintext only when this is explicitly `false`.
+    enabled: Option<bool>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: Option<String>,
+    max_connections: usize,
+    connect_timeout_secs: u64,
+    statement_timeout_secs: u64,
+    migrate_on_start: bool,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self { url: None, max_connections: 16, connect_timeout_secs: 5, statement_timeout_secs: 15, migrate_on_start: true }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCrypto {
+    master_keys: Option<String>,
+    master_keys_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    issuer: Option<String>,
+    audience: Option<String>,
+    hs256_secret: Option<String>,
+    hs256_secret_file: Option<PathBuf>,
+    rs256_public_key_files: Vec<PathBuf>,
+    eddsa_public_key_files: Vec<PathBuf>,
+    leeway_secs: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            hs256_secret: None,
+            hs256_secret_file: None,
+            rs256_public_key_files: Vec::new(),
+            eddsa_public_key_files: Vec::new(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTelemetry {
+    log_format: String,
+    log_filter: String,
+    otlp_endpoint: Option<String>,
+    service_name: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self { log_format: "json".into(), log_filter: "info".into(), otlp_endpoint: None, service_name: "juy-calendar".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEvents {
+    ttl_days: i64,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        Self { ttl_days: 30 }
+    }
+}
+
+/// How the listeners serve.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The gRPC listener.
+    pub grpc_addr: SocketAddr,
+    /// The REST listener.
+    pub rest_addr: SocketAddr,
+    /// Longest time a REST request may take.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// TLS certificate and key; `None` in [`Settings::tls`] means plaintext.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// Log and trace output.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// `json` or `text`.
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,juy_api=debug`.
+    pub log_filter: String,
+    /// OTLP/gRPC collector for traces and metrics.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the telemetry resource.
+    pub service_name: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable lines (dev).
+    Text,
+}
+
+/// Validated settings.
+#[derive(Clone)]
+pub struct Settings {
+    /// Listeners.
+    pub server: ServerSettings,
+    /// TLS, or `None` for plaintext (explicitly configured).
+    pub tls: Option<TlsSettings>,
+    /// Database pool.
+    pub database: juy_store::PoolConfig,
+    /// Apply pending migrations at `serve` start.
+    pub migrate_on_start: bool,
+    /// Master keys.
+    pub keyring: MasterKeyring,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Telemetry.
+    pub telemetry: TelemetrySettings,
+    /// How long an event row lives after the sync that last confirmed it.
+    pub event_ttl: chrono::Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("server", &self.server)
+            .field("tls", &self.tls)
+            .field("database", &self.database)
+            .field("keyring", &self.keyring)
+            .field("auth", &self.auth)
+            .field("telemetry", &self.telemetry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where settings come from.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// A TOML file, if any.
+    pub file: Option<PathBuf>,
+    /// Environment variables; only `JUY_<SECTION>__<KEY>` and `DATABASE_URL` are read.
+    pub env: Vec<(String, String)>,
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    // Typed values (numbers, booleans, arrays) parse as TOML; anything else is a string.
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn read_secret_file(setting: &str, path: &Path) -> Result<Zeroizing<String>, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| Zeroizing::new(s.trim().to_owned()))
+        .map_err(|e| ConfigError::new(setting, format!("cannot read {}: {e}", path.display())))
+}
+
+fn addr(setting: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::new(setting, format!("`{value}` is not an address like 127.0.0.1:8443")))
+}
+
+impl Settings {
+    /// Reads, merges and validates the settings.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut table = match &sources.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError { setting: "--config".into(), message: format!("cannot read {}: {e}", path.display()) })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError { setting: format!("--config {}", path.display()), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in &sources.env {
+            let path: Vec<String> = if name == "DATABASE_URL" {
+                vec!["database".into(), "url".into()]
+            } else if let Some(rest) = name.strip_prefix("JUY_").filter(|r| r.contains("__")) {
+                rest.split("__").map(str::to_ascii_lowercase).collect()
+            } else {
+                continue;
+            };
+            let [section, key] = path.as_slice() else {
+                return Err(ConfigError { setting: name.clone(), message: "must be JUY_<SECTION>__<KEY>".into() });
+            };
+            // An explicit JUY_DATABASE__URL wins over DATABASE_URL.
+            if name == "DATABASE_URL" && sources.env.iter().any(|(n, _)| n == "JUY_DATABASE__URL") {
+                continue;
+            }
+            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(ConfigError::new(section, "must be a table"));
+            };
+            let value = if key == "url" || key.ends_with("secret") || key == "master_keys" {
+                toml::Value::String(value.clone())
+            } else {
+                env_value(value)
+            };
+            section_table.insert(key.clone(), value);
+        }
+        let raw: RawSettings = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(&path, e.into_inner().message().to_owned())
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
+        let server = ServerSettings {
+            grpc_addr: addr("server.grpc_addr", &raw.server.grpc_addr)?,
+            rest_addr: addr("server.rest_addr", &raw.server.rest_addr)?,
+            request_timeout: Duration::from_secs(raw.server.request_timeout_secs.max(1)),
+            shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+        };
+        if server.grpc_addr == server.rest_addr && server.grpc_addr.port() != 0 {
+            return Err(ConfigError::new("server.rest_addr", "must differ from server.grpc_addr"));
+        }
+
+        let tls = match (raw.tls.enabled, raw.tls.cert_file, raw.tls.key_file) {
+            (Some(false), _, _) => None,
+            (_, Some(cert_file), Some(key_file)) => Some(TlsSettings { cert_file, key_file }),
+            (_, None, _) => {
+                return Err(ConfigError::new("tls.cert_file", "is required (or set tls.enabled = false to serve plaintext, for development only)"));
+            }
+            (_, _, None) => return Err(ConfigError::new("tls.key_file", "is required with tls.cert_file")),
+        };
+
+        let url = raw
+            .database
+            .url
+            .ok_or_else(|| ConfigError::new("database.url", "is required (DATABASE_URL works too)"))?;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::new("database.url", "must be a postgres:// URL"));
+        }
+        if raw.database.max_connections == 0 {
+            return Err(ConfigError::new("database.max_connections", "must be at least 1"));
+        }
+        let database = juy_store::PoolConfig {
+            database_url: url,
+            max_connections: raw.database.max_connections,
+            connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs.max(1)),
+            statement_timeout: Duration::from_secs(raw.database.statement_timeout_secs.max(1)),
+            application_name: raw.telemetry.service_name.clone(),
+        };
+
+        let keyring = match (raw.crypto.master_keys, raw.crypto.master_keys_file) {
+            (Some(_), Some(_)) => return Err(ConfigError::new("crypto.master_keys", "give master_keys or master_keys_file, not both")),
+            (Some(keys), None) => MasterKeyring::parse(&keys).map_err(|e| ConfigError::new("crypto.master_keys", e.to_string()))?,
+            (None, Some(path)) => {
+                let text = read_secret_file("crypto.master_keys_file", &path)?;
+                MasterKeyring::parse(&text).map_err(|e| ConfigError::new("crypto.master_keys_file", e.to_string()))?
+            }
+            (None, None) => {
+                return Err(ConfigError::new("crypto.master_keys", "is required: VERSION:BASE64 entries (`juy-calendar keygen` makes one)"));
+            }
+        };
+
+        let issuer = raw.auth.issuer.ok_or_else(|| ConfigError::new("auth.issuer", "is required"))?;
+        let audience = raw.auth.audience.ok_or_else(|| ConfigError::new("auth.audience", "is required"))?;
+        let mut keys = Vec::new();
+        match (raw.auth.hs256_secret, raw.auth.hs256_secret_file) {
+            (Some(_), Some(_)) => return Err(ConfigError::new("auth.hs256_secret", "give hs256_secret or hs256_secret_file, not both")),
+            (Some(secret), None) => keys.push(VerificationKey::Hs256(Zeroizing::new(secret.into_bytes()))),
+            (None, Some(path)) => {
+                let secret = read_secret_file("auth.hs256_secret_file", &path)?;
+                keys.push(VerificationKey::Hs256(Zeroizing::new(secret.as_bytes().to_vec())));
+            }
+            (None, None) => {}
+        }
+        for path in &raw.auth.rs256_public_key_files {
+            keys.push(VerificationKey::Rs256Pem(read_secret_file("auth.rs256_public_key_files", path)?.to_string()));
+        }
+        for path in &raw.auth.eddsa_public_key_files {
+            keys.push(VerificationKey::EdDsaPem(read_secret_file("auth.eddsa_public_key_files", path)?.to_string()));
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::new("auth.hs256_secret", "no token key configured: give auth.hs256_secret(_file), auth.rs256_public_key_files or auth.eddsa_public_key_files"));
+        }
+        let auth = AuthConfig { issuer, audience, keys, leeway: Duration::from_secs(raw.auth.leeway_secs) };
+        juy_api::auth::Authenticator::new(&auth).map_err(|e| ConfigError::new("auth", e.to_string()))?;
+
+        let log_format = match raw.telemetry.log_format.as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => return Err(ConfigError::new("telemetry.log_format", format!("`{other}` is not json or text"))),
+        };
+        if tracing_subscriber::EnvFilter::try_new(&raw.telemetry.log_filter).is_err() {
+            return Err(ConfigError::new("telemetry.log_filter", "is not a valid filter directive"));
+        }
+        if let Some(endpoint) = &raw.telemetry.otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(ConfigError::new("telemetry.otlp_endpoint", "must be an http(s):// URL"));
+            }
+        }
+        if !(1..=3650).contains(&raw.events.ttl_days) {
+            return Err(ConfigError::new("events.ttl_days", "must be between 1 and 3650"));
+        }
+        Ok(Self {
+            server,
+            tls,
+            database,
+            migrate_on_start: raw.database.migrate_on_start,
+            keyring,
+            auth,
+            telemetry: TelemetrySettings {
+                log_format,
+                log_filter: raw.telemetry.log_filter,
+                otlp_endpoint: raw.telemetry.otlp_endpoint,
+                service_name: raw.telemetry.service_name,
+            },
+            event_ttl: chrono::Duration::days(raw.events.ttl_days),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Vec<(String, String)> {
+        let key = juy_crypto::MasterKey::generate().to_base64();
+        [
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/x".to_owned()),
+            ("JUY_TLS__ENABLED", "false".to_owned()),
+            ("JUY_CRYPTO__MASTER_KEYS", format!("1:{}", *key)),
+            ("JUY_AUTH__ISSUER", "juy-gateway".to_owned()),
+            ("JUY_AUTH__AUDIENCE", "juy-calendar".to_owned()),
+            ("JUY_AUTH__HS256_SECRET", "0123456789abcdef0123456789abcdef".to_owned()),
+            ("JUY_TOOLS_DIR", "/ignored/because/no/double/underscore".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn load(env: Vec<(String, String)>) -> Result<Settings, ConfigError> {
+        Settings::load(&Sources { file: None, env })
+    }
+
+    fn without(name: &str) -> Vec<(String, String)> {
+        minimal().into_iter().filter(|(k, _)| k != name).collect()
+    }
+
+    fn with(name: &str, value: &str) -> Vec<(String, String)> {
+        let mut env = without(name);
+        env.push((name.to_owned(), value.to_owned()));
+        env
+    }
+
+    #[test]
+    fn minimal_environment_loads_with_defaults() {
+        let settings = load(minimal()).unwrap();
+        assert!(settings.tls.is_none());
+        assert_eq!(settings.server.grpc_addr.port(), 9443);
+        assert_eq!(settings.event_ttl, chrono::Duration::days(30));
+        assert!(!format!("{settings:?}").contains("0123456789abcdef"), "secrets stay out of Debug");
+    }
+
+    #[test]
+    fn each_missing_setting_is_named() {
+        for (var, named) in [
+            ("DATABASE_URL", "database.url"),
+            ("JUY_CRYPTO__MASTER_KEYS", "crypto.master_keys"),
+            ("JUY_AUTH__ISSUER", "auth.issuer"),
+            ("JUY_AUTH__HS256_SECRET", "auth.hs256_secret"),
+            ("JUY_TLS__ENABLED", "tls.cert_file"),
+        ] {
+            let error = load(without(var)).unwrap_err();
+            assert!(error.setting.starts_with(named), "{var}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert!(load(with("JUY_SERVER__GRPC_ADDR", "nowhere")).unwrap_err().setting.starts_with("server.grpc_addr"));
+        assert!(load(with("JUY_DATABASE__MAX_CONNECTIONS", "many")).unwrap_err().setting.starts_with("database.max_connections"));
+        assert!(load(with("JUY_SERVER__BOGUS", "1")).unwrap_err().to_string().contains("bogus"));
+        assert!(load(with("JUY_CRYPTO__MASTER_KEYS", "1:c2hvcnQ=")).unwrap_err().to_string().contains("32 bytes"));
+        assert!(load(with("JUY_AUTH__HS256_SECRET", "short")).unwrap_err().to_string().contains("32 bytes"));
+        assert!(load(with("JUY_TELEMETRY__LOG_FORMAT", "xml")).unwrap_err().setting.starts_with("telemetry.log_format"));
+        assert!(load(with("DATABASE_URL", "mysql://x")).unwrap_err().setting.starts_with("database.url"));
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("juy.toml");
+        std::fs::write(&path, "[server]\ngrpc_addr = \"127.0.0.1:1111\"\nrest_addr = \"127.0.0.1:2222\"\n").unwrap();
+        let settings = Settings::load(&Sources { file: Some(path.clone()), env: with("JUY_SERVER__REST_ADDR", "127.0.0.1:3333") }).unwrap();
+        assert_eq!(settings.server.grpc_addr.port(), 1111);
+        assert_eq!(settings.server.rest_addr.port(), 3333);
+        std::fs::write(&path, "[server\n").unwrap();
+        assert!(Settings::load(&Sources { file: Some(path), env: minimal() }).unwrap_err().setting.starts_with("--config"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Listeners and their lifecycle: bind, accept (optionally TLS), serve HTTP/1.1
+//! and HTTP/2 (h2c too, for plaintext gRPC) with hyper, and on shutdown stop
+//! accepting, report NOT_SERVING, and let in-flight requests finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use juy_api::auth::Authenticator;
+use juy_api::service::CalendarService;
+use juy_domain::SystemClock;
+use juy_store::Store;
+
+use crate::config::Settings;
+
+/// A running server.
+pub struct RunningServer {
+    /// Where gRPC is served.
+    pub grpc_addr: SocketAddr,
+    /// Where REST is served.
+    pub rest_addr: SocketAddr,
+    /// The store the server uses.
+    pub store: Store,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Asks the server to stop and waits until in-flight requests have finished.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Waits until the server stops by itself (it only does on errors) or `signal` resolves.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(signal);
+        let stop = self.stop.clone();
+        let mut task = self.task;
+        tokio::select! {
+            result = &mut task => result.context("server task panicked")?,
+            () = &mut signal => {
+                tracing::info!("shutdown requested; finishing in-flight requests");
+                let _ = stop.send(true);
+                task.await.context("server task panicked")?
+            }
+        }
+    }
+}
+
+/// Connects the store, migrates if configured, binds both listeners and serves.
+pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    if settings.migrate_on_start {
+        let applied = juy_store::run_migrations(&settings.database.database_url)
+            .await
+            .context("applying database migrations")?;
+        if !applied.is_empty() {
+            tracing::info!(count = applied.len(), "applied migrations");
+        }
+    }
+    let store = Store::connect(&settings.database, settings.keyring.clone())
+        .context("connecting to the database")?;
+    let auth = Arc::new(Authenticator::new(&settings.auth).context("setting auth")?);
+    let service = CalendarService::new(store.clone(), Arc::new(SystemClock));
+    let routers = juy_api::routers(service, auth, settings.server.request_timeout).await?;
+    let tls = settings.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+
+    let grpc_listener = TcpListener::bind(settings.server.grpc_addr)
+        .await
+        .with_context(|| format!("setting server.grpc_addr: cannot bind {}", settings.server.grpc_addr))?;
+    let rest_listener = TcpListener::bind(settings.server.rest_addr)
+        .await
+        .with_context(|| format!("setting server.rest_addr: cannot bind {}", settings.server.rest_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let rest_addr = rest_listener.local_addr()?;
+    tracing::info!(grpc = %grpc_addr, rest = %rest_addr, tls = tls.is_some(), "serving");
+    if tls.is_none() {
+        tracing::warn!("serving plaintext (tls.enabled = false): for development only");
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let grace = settings.server.shutdown_grace;
+    let health = routers.health.clone();
+    let task = tokio::spawn(async move {
+        let grpc = serve(grpc_listener, tls.clone(), routers.grpc, stopped.clone(), grace);
+        let rest = serve(rest_listener, tls, routers.rest, stopped.clone(), grace);
+        let mut stopped_for_health = stopped;
+        let health_task = async move {
+            stop_requested(&mut stopped_for_health).await;
+            health.set_not_serving::<juy_api::pb::v1::calendar_sync_server::CalendarSyncServer<juy_api::grpc::CalendarSyncApi>>().await;
+            health.set_not_serving::<juy_api::pb::v1::admin_server::AdminServer<juy_api::grpc::AdminApi>>().await;
+        };
+        let (grpc, rest, ()) = tokio::join!(grpc, rest, health_task);
+        grpc.and(rest)
+    });
+    Ok(RunningServer { grpc_addr, rest_addr, store, stop, task })
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop_requested(&mut stopped) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        match &tls {
+            None => {
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, error = %error, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                    let stream = match handshake {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, error = %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, error = %error, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// Resolves once a stop is requested (or the sender is gone).
+async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    // The borrow guard is dropped here, so callers' futures stay `Send`.
+    let _ = stopped.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,441 @@
+//! Stored events: batched upserts from sync, range listing with keyset
+//! paging, and the bounded TTL cleanup.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::upsert::excluded;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use juy_crypto::{Aad, DataKey};
+use juy_domain::{AllDayDates, Attendee, CalendarEvent, CalendarId, EventId, Provider, TimeRange, UserId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::StoreError;
+use crate::schema::{calendars as c, user_calendar_events as e};
+
+const TABLE: &str = "user_calendar_events";
+
+/// The most events one INSERT carries (28 parameters each, well under PostgreSQL's 65535).
+const CHUNK: usize = 500;
+
+/// Which of a user's events to list, and which page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Whose events.
+    pub user_id: UserId,
+    /// Events overlapping this range.
+    pub range: TimeRange,
+    /// Only these providers; empty means all.
+    pub providers: Vec<Provider>,
+    /// Only these calendars; empty means all.
+    pub calendar_ids: Vec<CalendarId>,
+    /// Continue after this (start, id): the last event of the previous page.
+    pub after: Option<(DateTime<Utc>, EventId)>,
+    /// The most events to return.
+    pub limit: i64,
+}
+
+/// The plaintext sealed in `attendees_enc`.
+#[derive(Serialize, Deserialize)]
+struct People {
+    organizer: Option<Attendee>,
+    attendees: Vec<Attendee>,
+}
+
+fn aad(column: &str, user_id: &str, id: Uuid) -> Aad {
+    Aad::new(TABLE, column, &[user_id, &id.to_string()])
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = e)]
+struct EventInsert<'a> {
+    user_id: &'a str,
+    id: Uuid,
+    calendar_id: Uuid,
+    provider: &'static str,
+    external_id: &'a str,
+    ical_uid: Option<&'a str>,
+    series_id: Option<&'a str>,
+    instance_start: Option<DateTime<Utc>>,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    time_zone: Option<&'a str>,
+    all_day_start: Option<NaiveDate>,
+    all_day_end: Option<NaiveDate>,
+    status: &'static str,
+    transparency: &'static str,
+    self_response: &'static str,
+    kind: &'static str,
+    reminders: serde_json::Value,
+    etag: Option<&'a str>,
+    provider_updated_at: Option<DateTime<Utc>>,
+    title_enc: Option<Vec<u8>>,
+    location_enc: Option<Vec<u8>>,
+    description_enc: Option<Vec<u8>>,
+    attendees_enc: Option<Vec<u8>>,
+    synced_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl<'a> EventInsert<'a> {
+    /// The row for `event`, its texts sealed for row `id`.
+    fn seal(
+        event: &'a CalendarEvent,
+        id: Uuid,
+        key: &DataKey,
+        synced_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let user = event.user_id.as_str();
+        let seal_text = |column: &str, text: &Option<String>| {
+            text.as_ref().map(|text| key.seal_str(text, &aad(column, user, id)))
+        };
+        let attendees_enc = if event.organizer.is_some() || !event.attendees.is_empty() {
+            let people = People { organizer: event.organizer.clone(), attendees: event.attendees.clone() };
+            let json = Zeroizing::new(serde_json::to_vec(&people).map_err(|_| {
+                StoreError::InvalidInput(format!("event {}: attendees cannot be serialised", event.id))
+            })?);
+            Some(key.seal(&json, &aad("attendees_enc", user, id)))
+        } else {
+            None
+        };
+        let reminders = serde_json::to_value(&event.reminders).map_err(|_| {
+            StoreError::InvalidInput(format!("event {}: reminders cannot be serialised", event.id))
+        })?;
+        Ok(Self {
+            user_id: user,
+            id,
+            calendar_id: event.calendar_id.0,
+            provider: event.provider.as_str(),
+            external_id: &event.external_id,
+            ical_uid: event.ical_uid.as_deref(),
+            series_id: event.series_id.as_deref(),
+            instance_start: event.instance_start,
+            start_at: event.start,
+            end_at: event.end,
+            time_zone: event.time_zone.as_deref(),
+            all_day_start: event.all_day.map(|dates| dates.start),
+            all_day_end: event.all_day.map(|dates| dates.end),
+            status: event.status.as_str(),
+            transparency: event.transparency.as_str(),
+            self_response: event.self_response.as_str(),
+            kind: event.kind.as_str(),
+            reminders,
+            etag: event.etag.as_deref(),
+            provider_updated_at: event.updated,
+            title_enc: seal_text("title_enc", &event.title),
+            location_enc: seal_text("location_enc", &event.location),
+            description_enc: seal_text("description_enc", &event.description),
+            attendees_enc,
+            synced_at,
+            expires_at,
+        })
+    }
+}
+
+/// Inserts or refreshes events, all of one user, and returns how many were
+/// stored (an event listed twice counts once, the last listing winning).
+///
+/// One multi-row statement per 500 events, all in one transaction. An event
+/// already stored (same calendar and external id) keeps its id and gets every
+/// other column replaced; `expires_at` becomes `synced_at + ttl`. Every
+/// calendar must be the user's, else [`StoreError::NotFound`] and nothing changes.
+pub async fn upsert_events(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    events: &[CalendarEvent],
+    synced_at: DateTime<Utc>,
+    ttl: chrono::Duration,
+) -> Result<usize, StoreError> {
+    let Some(first) = events.first() else { return Ok(0) };
+    let user = &first.user_id;
+    if events.iter().any(|event| event.user_id != *user) {
+        return Err(StoreError::InvalidInput("one call may only store events of one user".into()));
+    }
+    let expires_at = synced_at
+        .checked_add_signed(ttl)
+        .ok_or_else(|| StoreError::InvalidInput("synced_at + ttl is out of range".into()))?;
+    // One statement may not update a row twice: keep the last listing of each event.
+    let mut latest: HashMap<(CalendarId, &str), usize> = HashMap::new();
+    for (index, event) in events.iter().enumerate() {
+        latest.insert((event.calendar_id, event.external_id.as_str()), index);
+    }
+    let unique: Vec<&CalendarEvent> = events
+        .iter()
+        .enumerate()
+        .filter(|(index, event)| latest.get(&(event.calendar_id, event.external_id.as_str())) == Some(index))
+        .map(|(_, event)| event)
+        .collect();
+
+    conn.transaction(async |conn| {
+        check_calendars_owned(conn, user, &unique).await?;
+        for chunk in unique.chunks(CHUNK) {
+            upsert_chunk(conn, key, user, chunk, synced_at, expires_at).await?;
+        }
+        Ok(unique.len())
+    })
+    .await
+}
+
+async fn check_calendars_owned(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    events: &[&CalendarEvent],
+) -> Result<(), StoreError> {
+    let wanted: Vec<Uuid> =
+        events.iter().map(|event| event.calendar_id.0).collect::<HashSet<_>>().into_iter().collect();
+    let found: HashSet<Uuid> = c::table
+        .filter(c::user_id.eq(user.as_str()))
+        .filter(c::id.eq_any(&wanted))
+        .select(c::id)
+        .load::<Uuid>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    match events.iter().find(|event| !found.contains(&event.calendar_id.0)) {
+        Some(event) => Err(StoreError::NotFound { what: "calendar", id: event.calendar_id.to_string() }),
+        None => Ok(()),
+    }
+}
+
+async fn upsert_chunk(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    chunk: &[&CalendarEvent],
+    synced_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut pending: Vec<&CalendarEvent> = chunk.to_vec();
+    // Ciphertexts are bound to the row id, so a stored event keeps its id and
+    // its texts are sealed for it. A row whose id changed under us (a
+    // concurrent first insert) is skipped by the statement and sealed again.
+    for _ in 0..3 {
+        let ids = existing_event_ids(conn, user, &pending).await?;
+        let rows = pending
+            .iter()
+            .map(|event| {
+                let id = ids.get(&(event.calendar_id.0, event.external_id.clone())).copied().unwrap_or(event.id.0);
+                EventInsert::seal(event, id, key, synced_at, expires_at)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let upsert = diesel::insert_into(e::table)
+            .values(&rows)
+            .on_conflict((e::user_id, e::calendar_id, e::external_id))
+            .do_update()
+            .set((
+                (
+                    e::provider.eq(excluded(e::provider)),
+                    e::ical_uid.eq(excluded(e::ical_uid)),
+                    e::series_id.eq(excluded(e::series_id)),
+                    e::instance_start.eq(excluded(e::instance_start)),
+                    e::start_at.eq(excluded(e::start_at)),
+                    e::end_at.eq(excluded(e::end_at)),
+                    e::time_zone.eq(excluded(e::time_zone)),
+                    e::all_day_start.eq(excluded(e::all_day_start)),
+                    e::all_day_end.eq(excluded(e::all_day_end)),
+                    e::status.eq(excluded(e::status)),
+                    e::transparency.eq(excluded(e::transparency)),
+                    e::self_response.eq(excluded(e::self_response)),
+                ),
+                (
+                    e::kind.eq(excluded(e::kind)),
+                    e::reminders.eq(excluded(e::reminders)),
+                    e::etag.eq(excluded(e::etag)),
+                    e::provider_updated_at.eq(excluded(e::provider_updated_at)),
+                    e::title_enc.eq(excluded(e::title_enc)),
+                    e::location_enc.eq(excluded(e::location_enc)),
+                    e::description_enc.eq(excluded(e::description_enc)),
+                    e::attendees_enc.eq(excluded(e::attendees_enc)),
+                    e::synced_at.eq(excluded(e::synced_at)),
+                    e::expires_at.eq(excluded(e::expires_at)),
+                    e::updated_at.eq(diesel::dsl::now),
+                ),
+            ));
+        // `ON CONFLICT … DO UPDATE … WHERE`: only a row that kept its id is updated.
+        let stored: HashSet<(Uuid, String)> =
+            diesel::query_dsl::methods::FilterDsl::filter(upsert, e::id.eq(excluded(e::id)))
+                .returning((e::calendar_id, e::external_id))
+                .get_results::<(Uuid, String)>(conn)
+                .await?
+                .into_iter()
+                .collect();
+        pending.retain(|event| !stored.contains(&(event.calendar_id.0, event.external_id.clone())));
+        if pending.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Database("events changed concurrently; try again".into()))
+}
+
+async fn existing_event_ids(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    events: &[&CalendarEvent],
+) -> Result<HashMap<(Uuid, String), Uuid>, StoreError> {
+    let calendars: Vec<Uuid> =
+        events.iter().map(|event| event.calendar_id.0).collect::<HashSet<_>>().into_iter().collect();
+    let external_ids: Vec<&str> = events.iter().map(|event| event.external_id.as_str()).collect();
+    // The two ANY filters may also match pairs not asked for; the map lookup ignores them.
+    let rows: Vec<(Uuid, String, Uuid)> = e::table
+        .filter(e::user_id.eq(user.as_str()))
+        .filter(e::calendar_id.eq_any(&calendars))
+        .filter(e::external_id.eq_any(&external_ids))
+        .select((e::calendar_id, e::external_id, e::id))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(calendar, external, id)| ((calendar, external), id)).collect())
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = e)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct EventRow {
+    user_id: String,
+    id: Uuid,
+    calendar_id: Uuid,
+    provider: String,
+    external_id: String,
+    ical_uid: Option<String>,
+    series_id: Option<String>,
+    instance_start: Option<DateTime<Utc>>,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    time_zone: Option<String>,
+    all_day_start: Option<NaiveDate>,
+    all_day_end: Option<NaiveDate>,
+    status: String,
+    transparency: String,
+    self_response: String,
+    kind: String,
+    reminders: serde_json::Value,
+    etag: Option<String>,
+    provider_updated_at: Option<DateTime<Utc>>,
+    title_enc: Option<Vec<u8>>,
+    location_enc: Option<Vec<u8>>,
+    description_enc: Option<Vec<u8>>,
+    attendees_enc: Option<Vec<u8>>,
+}
+
+impl EventRow {
+    fn decode(self, key: &DataKey) -> Result<CalendarEvent, StoreError> {
+        let id = self.id;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
+        let user = self.user_id.as_str();
+        let open_text = |column: &str, sealed: &Option<Vec<u8>>| -> Result<Option<String>, StoreError> {
+            sealed
+                .as_ref()
+                .map(|sealed| key.open_string(sealed, &aad(column, user, id)))
+                .transpose()
+                .map_err(|_| corrupt("could not be decrypted"))
+        };
+        let title = open_text("title_enc", &self.title_enc)?;
+        let location = open_text("location_enc", &self.location_enc)?;
+        let description = open_text("description_enc", &self.description_enc)?;
+        let people = match &self.attendees_enc {
+            Some(sealed) => {
+                let json =
+                    key.open(sealed, &aad("attendees_enc", user, id)).map_err(|_| corrupt("could not be decrypted"))?;
+                serde_json::from_slice::<People>(&json).map_err(|_| corrupt("attendees are not valid"))?
+            }
+            None => People { organizer: None, attendees: Vec::new() },
+        };
+        let all_day = match (self.all_day_start, self.all_day_end) {
+            (Some(start), Some(end)) => Some(AllDayDates { start, end }),
+            (None, None) => None,
+            _ => return Err(corrupt("only one all-day date is set")),
+        };
+        Ok(CalendarEvent {
+            id: EventId(id),
+            user_id: UserId::new(self.user_id.clone()).map_err(|_| corrupt("bad user id"))?,
+            calendar_id: CalendarId(self.calendar_id),
+            provider: self.provider.parse().map_err(|_| corrupt("unknown provider"))?,
+            external_id: self.external_id,
+            ical_uid: self.ical_uid,
+            title,
+            location,
+            description,
+            start: self.start_at,
+            end: self.end_at,
+            time_zone: self.time_zone,
+            all_day,
+            status: self.status.parse().map_err(|_| corrupt("unknown status"))?,
+            transparency: self.transparency.parse().map_err(|_| corrupt("unknown transparency"))?,
+            self_response: self.self_response.parse().map_err(|_| corrupt("unknown response status"))?,
+            kind: self.kind.parse().map_err(|_| corrupt("unknown kind"))?,
+            organizer: people.organizer,
+            attendees: people.attendees,
+            series_id: self.series_id,
+            instance_start: self.instance_start,
+            reminders: serde_json::from_value(self.reminders).map_err(|_| corrupt("reminders are not valid"))?,
+            etag: self.etag,
+            updated: self.provider_updated_at,
+        })
+    }
+}
+
+/// A page of one user's events overlapping the range, ordered by (start, id),
+/// texts decrypted. A row that fails to decrypt is [`StoreError::Corrupt`].
+pub async fn list_events(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    query: &EventQuery,
+) -> Result<Vec<CalendarEvent>, StoreError> {
+    if query.limit < 1 {
+        return Err(StoreError::InvalidInput("limit must be at least 1".into()));
+    }
+    let mut select = e::table
+        .filter(e::user_id.eq(query.user_id.as_str().to_owned()))
+        .filter(e::start_at.lt(query.range.end()))
+        .filter(e::end_at.gt(query.range.start()))
+        .order((e::start_at, e::id))
+        .limit(query.limit)
+        .select(EventRow::as_select())
+        .into_boxed();
+    if !query.providers.is_empty() {
+        let providers: Vec<&'static str> = query.providers.iter().map(|provider| provider.as_str()).collect();
+        select = select.filter(e::provider.eq_any(providers));
+    }
+    if !query.calendar_ids.is_empty() {
+        let calendars: Vec<Uuid> = query.calendar_ids.iter().map(|calendar| calendar.0).collect();
+        select = select.filter(e::calendar_id.eq_any(calendars));
+    }
+    if let Some((start, id)) = query.after {
+        select = select.filter(e::start_at.gt(start).or(e::start_at.eq(start).and(e::id.gt(id.0))));
+    }
+    let rows: Vec<EventRow> = select.load(conn).await?;
+    rows.into_iter().map(|row| row.decode(key)).collect()
+}
+
+/// Deletes at most `batch` events whose `expires_at` is not after `now`;
+/// returns how many. Rows locked by another cleaner are skipped.
+pub async fn delete_expired_events(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    if batch < 1 {
+        return Err(StoreError::InvalidInput("batch must be at least 1".into()));
+    }
+    let deleted = diesel::sql_query(
+        "DELETE FROM user_calendar_events AS e USING ( \
+             SELECT user_id, id FROM user_calendar_events \
+             WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED \
+         ) AS expired \
+         WHERE e.user_id = expired.user_id AND e.id = expired.id",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(batch)
+    .execute(conn)
+    .await?;
+    Ok(deleted as u64)
+}
+
+/// How many events `user` has stored.
+pub async fn count_events(conn: &mut AsyncPgConnection, user: &UserId) -> Result<i64, StoreError> {
+    Ok(e::table.filter(e::user_id.eq(user.as_str())).count().get_result(conn).await?)
+}

@@ -1,0 +1,246 @@
+//! Developer commands, so a fresh machine needs exactly two:
+//! `cargo xtask dev` (the service with its database and a dev token) and
+//! `cargo xtask test` (the whole test suite against real servers).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run the service locally: a private PostgreSQL (unless DATABASE_URL is set), migrations, a seeded dev user, tokens.
+    Dev,
+    /// Run the whole test suite against real PostgreSQL, a real gRPC client and real HTTP.
+    Test {
+        /// Extra arguments for the test runner (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    // Ctrl-C reaches the child too; xtask stays alive to stop its database afterwards.
+    let _ = ctrlc::set_handler(|| {});
+    match Cli::parse().command {
+        Task::Dev => dev(),
+        Task::Test { args } => test(&args),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .context("running cargo metadata")?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).context("reading cargo metadata")?;
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
+}
+
+fn check(status: ExitStatus, what: &str) -> anyhow::Result<()> {
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// A private PostgreSQL cluster from the local binaries, stopped on drop.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    url: String,
+    as_postgres: bool,
+}
+
+fn pg_bin() -> anyhow::Result<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+        .collect();
+    found.sort();
+    found.pop().context(
+        "PostgreSQL server binaries are missing: run `scripts/install-test-tools` (or `sudo apt-get install -y postgresql`), or set DATABASE_URL",
+    )
+}
+
+fn pg_command(cluster_bin: &Path, as_postgres: bool, program: &str) -> Command {
+    let program = cluster_bin.join(program);
+    if as_postgres {
+        // initdb and postgres refuse to run as root.
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Cluster {
+    fn start(name: &str) -> anyhow::Result<Self> {
+        let bin = pg_bin()?;
+        let as_postgres = is_root();
+        // Root's home is closed to the postgres user, so its clusters live in the temp dir.
+        let dir = if as_postgres {
+            std::env::temp_dir().join(format!("juy-calendar-{name}-{}", std::process::id()))
+        } else {
+            target_dir()?.join(name)
+        };
+        if !dir.join("PG_VERSION").exists() {
+            std::fs::create_dir_all(&dir)?;
+            if as_postgres {
+                check(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status()?, "chown")?;
+            }
+            let status = pg_command(&bin, as_postgres, "initdb")
+                .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("running initdb")?;
+            check(status, "initdb")?;
+        }
+        let port = free_port()?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            dir.display()
+        );
+        let status = pg_command(&bin, as_postgres, "pg_ctl")
+            .arg("-D")
+            .arg(&dir)
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .args(["-o", &options, "-w", "start"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("running pg_ctl start")?;
+        check(status, "starting the private PostgreSQL")?;
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        eprintln!("xtask: private PostgreSQL at {url} (data in {})", dir.display());
+        Ok(Self { bin, dir, url, as_postgres })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pg_command(&self.bin, self.as_postgres, "pg_ctl")
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        if self.as_postgres {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn database_url_with_name(url: &str, name: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => url.to_owned(),
+    }
+}
+
+fn create_database(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+    let exists = Command::new(cluster.bin.join("psql"))
+        .args([&cluster.url, "-tAc", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'")])
+        .output()?;
+    if !String::from_utf8_lossy(&exists.stdout).contains('1') {
+        check(
+            Command::new(cluster.bin.join("psql")).args([&cluster.url, "-qc", &format!("CREATE DATABASE {name}")]).status()?,
+            "creating the dev database",
+        )?;
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn dev() -> anyhow::Result<()> {
+    let (url, _cluster) = match std::env::var("DATABASE_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let cluster = Cluster::start("dev-postgres")?;
+            create_database(&cluster, "juy_dev")?;
+            (database_url_with_name(&cluster.url, "juy_dev"), Some(cluster))
+        }
+    };
+    let state_dir = target_dir()?.join("dev");
+    let status = cargo()
+        .args(["run", "--quiet", "-p", "juy-calendar", "--", "dev", "--state-dir"])
+        .arg(&state_dir)
+        .env("DATABASE_URL", url)
+        .status()?;
+    check(status, "juy-calendar dev")
+}
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("JUY_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/juy-calendar")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/juy-calendar-tools"))
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let root = workspace_root();
+    check(Command::new(root.join("scripts/install-test-tools")).current_dir(&root).status()?, "scripts/install-test-tools")?;
+    let (url, _cluster) = match std::env::var("JUY_TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")) {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let cluster = Cluster::start("test-postgres")?;
+            (cluster.url.clone(), Some(cluster))
+        }
+    };
+    check(cargo().args(["build", "-p", "juy-calendar"]).status()?, "building juy-calendar")?;
+    let bin = target_dir()?.join("debug/juy-calendar");
+    let python = tools_dir().join("venv/bin/python");
+    let nextest = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut command = cargo();
+    if nextest {
+        command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        command.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    let status = command
+        .args(args)
+        .env("JUY_TEST_DATABASE_URL", &url)
+        .env("JUY_CALENDAR_BIN", &bin)
+        .env("JUY_PYTHON", &python)
+        .env("JUY_PROTO_DIR", root.join("proto"))
+        .status()?;
+    check(status, "the test suite")
+}
