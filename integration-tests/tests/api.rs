@@ -405,3 +405,33 @@ async fn health_readiness_reflection_and_openapi_need_no_token() {
     assert_eq!(response.headers()["x-request-id"], "abc-123");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start().await;
+    let alice = token("alice", &[]);
+    let body = r#"{"notification_channels": [{"provider": "caldav", "push": true, "email": true, "sms": false}]}"#;
+    let (first, rest) = body.split_at(20);
+    let mut stream = tokio::net::TcpStream::connect(server.rest_addr).await.unwrap();
+    let head = format!(
+        "PATCH /v1/calendar/settings HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {alice}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Half the body is sent: the request is in flight while shutdown starts.
+    let rest_addr = server.rest_addr;
+    let stopping = tokio::spawn(server.stop());
+    // The listener closes for new connections while the old one is still served.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(rest_addr).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the listener never closed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!stopping.is_finished(), "shutdown waits for the in-flight request");
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    stopping.await.unwrap();
+}

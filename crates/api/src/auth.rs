@@ -324,3 +324,65 @@ mod tests {
         assert!(error.to_string().contains("32 bytes"));
     }
 }
+
+#[cfg(test)]
+mod asymmetric_tests {
+    use super::*;
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.into(),
+            roles: vec![],
+            exp: 4_000_000_000,
+            iss: "juy-gateway".into(),
+            aud: "juy-calendar".into(),
+            iat: None,
+        }
+    }
+
+    #[test]
+    fn eddsa_tokens_verify_with_the_public_key_only() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims("u-ed"),
+            &EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let auth = Authenticator::new(&AuthConfig {
+            issuer: "juy-gateway".into(),
+            audience: "juy-calendar".into(),
+            keys: vec![
+                VerificationKey::Hs256(Zeroizing::new(vec![7u8; 32])),
+                VerificationKey::EdDsaPem(pair.public_key_pem()),
+            ],
+            leeway: Duration::ZERO,
+        })
+        .unwrap();
+        assert_eq!(auth.authenticate(&token).unwrap().user_id.as_str(), "u-ed");
+
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims("u-ed"),
+            &EncodingKey::from_ed_pem(other.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(auth.authenticate(&forged).is_err());
+    }
+
+    #[test]
+    fn a_token_signed_with_an_algorithm_not_configured_is_rejected() {
+        // An HS256 token against an EdDSA-only configuration (no algorithm confusion).
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let auth = Authenticator::new(&AuthConfig {
+            issuer: "juy-gateway".into(),
+            audience: "juy-calendar".into(),
+            keys: vec![VerificationKey::EdDsaPem(pair.public_key_pem())],
+            leeway: Duration::ZERO,
+        })
+        .unwrap();
+        let token = sign_hs256(pair.public_key_pem().as_bytes(), "juy-gateway", "juy-calendar", &UserId::new("u").unwrap(), &[], Duration::from_secs(60));
+        assert_eq!(auth.authenticate(&token).unwrap_err().message, "the token's algorithm is not accepted");
+    }
+}
