@@ -187,7 +187,13 @@ fn cargo() -> Command {
     command
 }
 
+fn install_tools() -> anyhow::Result<()> {
+    let root = workspace_root();
+    check(Command::new(root.join("scripts/install-test-tools")).current_dir(&root).status()?, "scripts/install-test-tools")
+}
+
 fn dev() -> anyhow::Result<()> {
+    install_tools()?;
     let (url, _cluster) = match std::env::var("DATABASE_URL") {
         Ok(url) => (url, None),
         Err(_) => {
@@ -214,7 +220,7 @@ fn tools_dir() -> PathBuf {
 
 fn test(args: &[String]) -> anyhow::Result<()> {
     let root = workspace_root();
-    check(Command::new(root.join("scripts/install-test-tools")).current_dir(&root).status()?, "scripts/install-test-tools")?;
+    install_tools()?;
     let (url, _cluster) = match std::env::var("JUY_TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")) {
         Ok(url) => (url, None),
         Err(_) => {
