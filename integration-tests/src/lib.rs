@@ -151,3 +151,28 @@ pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("client")
 }
+
+/// The `juy-calendar` binary: `JUY_CALENDAR_BIN` (set by `cargo xtask test`),
+/// else the one beside this test's target directory.
+pub fn calendar_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("JUY_CALENDAR_BIN") {
+        return path.into();
+    }
+    // target/debug/deps/<test> → target/debug/juy-calendar
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|p| p.parent()).map(|p| p.join("juy-calendar")).unwrap_or_default();
+    assert!(path.exists(), "{} is missing: run `cargo build -p juy-calendar` or `cargo xtask test`", path.display());
+    path
+}
+
+/// A store over `database_url` with the master keys `master_keys`, as a second process would open it.
+pub fn store_for(database_url: &str, master_keys: &str) -> juy_store::Store {
+    let pool = juy_store::PoolConfig {
+        database_url: database_url.to_owned(),
+        max_connections: 2,
+        connect_timeout: std::time::Duration::from_secs(5),
+        statement_timeout: std::time::Duration::from_secs(15),
+        application_name: "integration-test".into(),
+    };
+    juy_store::Store::connect(&pool, juy_crypto::MasterKeyring::parse(master_keys).expect("master keys")).expect("store")
+}

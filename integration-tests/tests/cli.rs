@@ -7,18 +7,8 @@ use std::process::{Command, Output};
 use juy_integration_tests::{monday, new_master_keys, test_env};
 use juy_store::testing::TestDatabase;
 
-fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("JUY_CALENDAR_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe.parent().and_then(|p| p.parent()).map(|p| p.join("juy-calendar")).unwrap_or_default();
-    assert!(path.exists(), "{} is missing: run `cargo build -p juy-calendar` or `cargo xtask test`", path.display());
-    path
-}
-
 fn run(args: &[&str], env: &[(String, String)]) -> Output {
-    Command::new(binary())
+    Command::new(juy_integration_tests::calendar_binary())
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -82,14 +72,7 @@ async fn migrate_is_idempotent_and_rotate_keys_rewraps_every_data_key() {
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("applied 0 migration(s)"), "{}", text(&output));
 
-    let pool = juy_store::PoolConfig {
-        database_url: db.url.clone(),
-        max_connections: 2,
-        connect_timeout: std::time::Duration::from_secs(5),
-        statement_timeout: std::time::Duration::from_secs(15),
-        application_name: "cli-test".into(),
-    };
-    let store = juy_store::Store::connect(&pool, juy_crypto::MasterKeyring::parse(&old).unwrap()).unwrap();
+    let store = juy_integration_tests::store_for(&db.url, &old);
     for user in ["ann", "ben"] {
         juy_calendar::dev::seed(&store, &juy_domain::UserId::new(user).unwrap(), monday(), chrono::Duration::days(30)).await.unwrap();
     }
@@ -104,7 +87,7 @@ async fn migrate_is_idempotent_and_rotate_keys_rewraps_every_data_key() {
     assert!(text(&output).contains("re-wrapped 2 data key(s) under master key version 2"), "{}", text(&output));
 
     // With the old master key gone, the data still decrypts.
-    let only_new = juy_store::Store::connect(&pool, juy_crypto::MasterKeyring::parse(&new).unwrap()).unwrap();
+    let only_new = juy_integration_tests::store_for(&db.url, &new);
     let mut conn = only_new.conn().await.unwrap();
     let user = juy_domain::UserId::new("ann").unwrap();
     let key = only_new.data_key(&mut conn, &user).await.unwrap();

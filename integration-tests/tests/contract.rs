@@ -11,17 +11,6 @@ use juy_integration_tests::{SECRET, monday, new_master_keys, test_env, token};
 use juy_store::testing::TestDatabase;
 use serde_json::json;
 
-fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("JUY_CALENDAR_BIN") {
-        return path.into();
-    }
-    // target/debug/deps/contract-… → target/debug/juy-calendar
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe.parent().and_then(|p| p.parent()).map(|p| p.join("juy-calendar")).unwrap_or_default();
-    assert!(path.exists(), "{} is missing: run `cargo build -p juy-calendar` or `cargo xtask test`", path.display());
-    path
-}
-
 fn python() -> PathBuf {
     let python: PathBuf = std::env::var_os("JUY_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/juy-calendar/venv/bin/python")
@@ -70,7 +59,7 @@ async fn the_binary_serves_the_contract_over_tls_and_shuts_down_gracefully() {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let mut child = Command::new(binary())
+    let mut child = Command::new(juy_integration_tests::calendar_binary())
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -96,14 +85,7 @@ async fn the_binary_serves_the_contract_over_tls_and_shuts_down_gracefully() {
     }
 
     // Seed through the store layer with the same keys, as a sync would.
-    let pool = juy_store::PoolConfig {
-        database_url: db.url.clone(),
-        max_connections: 2,
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(15),
-        application_name: "contract-test".into(),
-    };
-    let store = juy_store::Store::connect(&pool, juy_crypto::MasterKeyring::parse(&keys).unwrap()).unwrap();
+    let store = juy_integration_tests::store_for(&db.url, &keys);
     let alice = juy_calendar::dev::seed(&store, &juy_domain::UserId::new("alice").unwrap(), monday(), chrono::Duration::days(30)).await.unwrap();
     let bob = juy_calendar::dev::seed(&store, &juy_domain::UserId::new("bob").unwrap(), monday(), chrono::Duration::days(30)).await.unwrap();
     let alice_token = token("alice", &[]);
