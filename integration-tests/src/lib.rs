@@ -82,7 +82,13 @@ impl TestServer {
         let settings = Settings::load(&Sources { file: None, env }).expect("test settings");
         let _ = juy_calendar::telemetry::init(&settings.telemetry);
         let running = server::start(settings).await.expect("server starts");
-        Self { grpc_addr: running.grpc_addr, rest_addr: running.rest_addr, store: running.store.clone(), db, running: Some(running) }
+        Self {
+            grpc_addr: running.grpc_addr,
+            rest_addr: running.rest_addr,
+            store: running.store.clone(),
+            db,
+            running: Some(running),
+        }
     }
 
     /// Stops the server gracefully.
@@ -94,9 +100,14 @@ impl TestServer {
 
     /// Seeds the dev week for `user`.
     pub async fn seed(&self, user: &str) -> SeedSummary {
-        dev::seed(&self.store, &UserId::new(user).expect("user id"), monday(), chrono::Duration::days(30))
-            .await
-            .expect("seed")
+        dev::seed(
+            &self.store,
+            &UserId::new(user).expect("user id"),
+            monday(),
+            chrono::Duration::days(30),
+        )
+        .await
+        .expect("seed")
     }
 
     /// A valid token for `user` with `roles`.
@@ -106,12 +117,16 @@ impl TestServer {
 
     /// A gRPC CalendarSync client.
     pub async fn calendar(&self) -> CalendarSyncClient<Channel> {
-        CalendarSyncClient::connect(format!("http://{}", self.grpc_addr)).await.expect("grpc connect")
+        CalendarSyncClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("grpc connect")
     }
 
     /// A gRPC Admin client.
     pub async fn admin(&self) -> AdminClient<Channel> {
-        AdminClient::connect(format!("http://{}", self.grpc_addr)).await.expect("grpc connect")
+        AdminClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("grpc connect")
     }
 
     /// The REST URL of `path_and_query`.
@@ -143,13 +158,19 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
 
 /// A protobuf timestamp.
 pub fn ts(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    }
 }
 
 /// An HTTP client (ring as the TLS provider).
 pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("client")
 }
 
 /// The `juy-calendar` binary: `JUY_CALENDAR_BIN` (set by `cargo xtask test`),
@@ -160,8 +181,16 @@ pub fn calendar_binary() -> std::path::PathBuf {
     }
     // target/debug/deps/<test> → target/debug/juy-calendar
     let exe = std::env::current_exe().expect("test binary path");
-    let path = exe.parent().and_then(|p| p.parent()).map(|p| p.join("juy-calendar")).unwrap_or_default();
-    assert!(path.exists(), "{} is missing: run `cargo build -p juy-calendar` or `cargo xtask test`", path.display());
+    let path = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("juy-calendar"))
+        .unwrap_or_default();
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p juy-calendar` or `cargo xtask test`",
+        path.display()
+    );
     path
 }
 
@@ -174,5 +203,9 @@ pub fn store_for(database_url: &str, master_keys: &str) -> juy_store::Store {
         statement_timeout: std::time::Duration::from_secs(15),
         application_name: "integration-test".into(),
     };
-    juy_store::Store::connect(&pool, juy_crypto::MasterKeyring::parse(master_keys).expect("master keys")).expect("store")
+    juy_store::Store::connect(
+        &pool,
+        juy_crypto::MasterKeyring::parse(master_keys).expect("master keys"),
+    )
+    .expect("store")
 }

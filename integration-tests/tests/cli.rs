@@ -1,6 +1,8 @@
 //! The `juy-calendar` command line as an operator uses it: help, start-up
 //! errors that name the setting, migrate, keygen and key rotation.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] functions
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -18,7 +20,11 @@ fn run(args: &[&str], env: &[(String, String)]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 #[test]
@@ -74,7 +80,14 @@ async fn migrate_is_idempotent_and_rotate_keys_rewraps_every_data_key() {
 
     let store = juy_integration_tests::store_for(&db.url, &old);
     for user in ["ann", "ben"] {
-        juy_calendar::dev::seed(&store, &juy_domain::UserId::new(user).unwrap(), monday(), chrono::Duration::days(30)).await.unwrap();
+        juy_calendar::dev::seed(
+            &store,
+            &juy_domain::UserId::new(user).unwrap(),
+            monday(),
+            chrono::Duration::days(30),
+        )
+        .await
+        .unwrap();
     }
 
     let new = format!("2:{}", *juy_crypto::MasterKey::generate().to_base64());
@@ -84,14 +97,20 @@ async fn migrate_is_idempotent_and_rotate_keys_rewraps_every_data_key() {
     rotate_env.push(("JUY_CRYPTO__MASTER_KEYS".into(), both));
     let output = run(&["rotate-keys"], &rotate_env);
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("re-wrapped 2 data key(s) under master key version 2"), "{}", text(&output));
+    assert!(
+        text(&output).contains("re-wrapped 2 data key(s) under master key version 2"),
+        "{}",
+        text(&output)
+    );
 
     // With the old master key gone, the data still decrypts.
     let only_new = juy_integration_tests::store_for(&db.url, &new);
     let mut conn = only_new.conn().await.unwrap();
     let user = juy_domain::UserId::new("ann").unwrap();
     let key = only_new.data_key(&mut conn, &user).await.unwrap();
-    let calendars = juy_store::calendars::list_calendars(&mut conn, &key, &user, None).await.unwrap();
+    let calendars = juy_store::calendars::list_calendars(&mut conn, &key, &user, None)
+        .await
+        .unwrap();
     assert!(calendars.iter().any(|c| c.name == "Work"));
 }
 
@@ -107,7 +126,15 @@ fn every_library_crate_says_what_it_is_for_and_forbids_unsafe() {
     assert!(libs.len() >= 5);
     for lib in libs {
         let source = std::fs::read_to_string(&lib).unwrap();
-        assert!(source.starts_with("//!"), "{} must open with a //! paragraph", lib.display());
-        assert!(source.contains("#![forbid(unsafe_code)]"), "{} must forbid unsafe code", lib.display());
+        assert!(
+            source.starts_with("//!"),
+            "{} must open with a //! paragraph",
+            lib.display()
+        );
+        assert!(
+            source.contains("#![forbid(unsafe_code)]"),
+            "{} must forbid unsafe code",
+            lib.display()
+        );
     }
 }

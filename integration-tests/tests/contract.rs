@@ -3,6 +3,8 @@
 //! files, health, TLS 1.2+, graceful shutdown on SIGTERM, and logs free of
 //! secrets and event text.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] functions
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,24 +17,37 @@ fn python() -> PathBuf {
     let python: PathBuf = std::env::var_os("JUY_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/juy-calendar/venv/bin/python")
     });
-    assert!(python.exists(), "{} is missing: run `scripts/install-test-tools` or `cargo xtask test`", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run `scripts/install-test-tools` or `cargo xtask test`",
+        python.display()
+    );
     python
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn tls_client(ca_pem: &str, versions: &[&'static rustls::SupportedProtocolVersion]) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
     let cert = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).unwrap();
     roots.add(cert).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(versions)
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .timeout(Duration::from_secs(10))
+        .build()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder().tls_backend_preconfigured(config).timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 #[tokio::test]
@@ -78,7 +93,10 @@ async fn the_binary_serves_the_contract_over_tls_and_shuts_down_gracefully() {
             Ok(r) if r.status() == 200 => break,
             _ if Instant::now() > deadline => {
                 let _ = child.kill();
-                panic!("server not ready in time: {}", std::fs::read_to_string(&log_file).unwrap_or_default());
+                panic!(
+                    "server not ready in time: {}",
+                    std::fs::read_to_string(&log_file).unwrap_or_default()
+                );
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -86,10 +104,28 @@ async fn the_binary_serves_the_contract_over_tls_and_shuts_down_gracefully() {
 
     // Seed through the store layer with the same keys, as a sync would.
     let store = juy_integration_tests::store_for(&db.url, &keys);
-    let alice = juy_calendar::dev::seed(&store, &juy_domain::UserId::new("alice").unwrap(), monday(), chrono::Duration::days(30)).await.unwrap();
-    let bob = juy_calendar::dev::seed(&store, &juy_domain::UserId::new("bob").unwrap(), monday(), chrono::Duration::days(30)).await.unwrap();
+    let alice = juy_calendar::dev::seed(
+        &store,
+        &juy_domain::UserId::new("alice").unwrap(),
+        monday(),
+        chrono::Duration::days(30),
+    )
+    .await
+    .unwrap();
+    let bob = juy_calendar::dev::seed(
+        &store,
+        &juy_domain::UserId::new("bob").unwrap(),
+        monday(),
+        chrono::Duration::days(30),
+    )
+    .await
+    .unwrap();
     let alice_token = token("alice", &[]);
-    let accounts: std::collections::BTreeSet<String> = alice.calendars.iter().map(|c| format!("connections/{}", c.account_id)).collect();
+    let accounts: std::collections::BTreeSet<String> = alice
+        .calendars
+        .iter()
+        .map(|c| format!("connections/{}", c.account_id))
+        .collect();
     let fixture = json!({
         "target": format!("127.0.0.1:{grpc_port}"),
         "ca_cert": dir.path().join("cert.pem"),
@@ -110,8 +146,18 @@ async fn the_binary_serves_the_contract_over_tls_and_shuts_down_gracefully() {
     let fixture_file = dir.path().join("fixture.json");
     std::fs::write(&fixture_file, serde_json::to_vec_pretty(&fixture).unwrap()).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/contract_test.py");
-    let output = tokio::process::Command::new(python()).arg(script).arg("--fixture").arg(&fixture_file).output().await.unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output = tokio::process::Command::new(python())
+        .arg(script)
+        .arg("--fixture")
+        .arg(&fixture_file)
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     println!("{report}");
     assert!(output.status.success(), "python contract test failed:\n{report}");
 
@@ -124,11 +170,17 @@ async fn the_binary_serves_the_contract_over_tls_and_shuts_down_gracefully() {
     );
     let response = tls12.get(&url).bearer_auth(token("alice", &[])).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let plain = juy_integration_tests::http().get(format!("http://127.0.0.1:{rest_port}/healthz")).send().await;
+    let plain = juy_integration_tests::http()
+        .get(format!("http://127.0.0.1:{rest_port}/healthz"))
+        .send()
+        .await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
 
     // SIGTERM: the process drains and exits 0.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
@@ -143,7 +195,15 @@ async fn the_binary_serves_the_contract_over_tls_and_shuts_down_gracefully() {
 
     // The log has one line per request and nothing secret or private.
     assert!(log.contains("request finished"), "{log}");
-    for secret in [SECRET, &alice_token, &keys[2..], "Dentist", "Main Street 1", "Bring the insurance card", "sam@example.com"] {
+    for secret in [
+        SECRET,
+        &alice_token,
+        &keys[2..],
+        "Dentist",
+        "Main Street 1",
+        "Bring the insurance card",
+        "sam@example.com",
+    ] {
         if !secret.is_empty() {
             assert!(!log.contains(secret), "the log leaks `{secret}`");
         }

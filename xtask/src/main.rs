@@ -38,7 +38,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn target_dir() -> anyhow::Result<PathBuf> {
@@ -62,7 +65,10 @@ fn check(status: ExitStatus, what: &str) -> anyhow::Result<()> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// A private PostgreSQL cluster from the local binaries, stopped on drop.
@@ -116,10 +122,22 @@ impl Cluster {
         if !dir.join("PG_VERSION").exists() {
             std::fs::create_dir_all(&dir)?;
             if as_postgres {
-                check(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status()?, "chown")?;
+                check(
+                    Command::new("chown")
+                        .args(["-R", "postgres:postgres"])
+                        .arg(&dir)
+                        .status()?,
+                    "chown",
+                )?;
             }
             let status = pg_command(&bin, as_postgres, "initdb")
-                .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+                .args([
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
                 .arg(&dir)
                 .stdout(std::process::Stdio::null())
                 .status()
@@ -143,7 +161,12 @@ impl Cluster {
         check(status, "starting the private PostgreSQL")?;
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         eprintln!("xtask: private PostgreSQL at {url} (data in {})", dir.display());
-        Ok(Self { bin, dir, url, as_postgres })
+        Ok(Self {
+            bin,
+            dir,
+            url,
+            as_postgres,
+        })
     }
 }
 
@@ -170,11 +193,17 @@ fn database_url_with_name(url: &str, name: &str) -> String {
 
 fn create_database(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
     let exists = Command::new(cluster.bin.join("psql"))
-        .args([&cluster.url, "-tAc", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'")])
+        .args([
+            &cluster.url,
+            "-tAc",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        ])
         .output()?;
     if !String::from_utf8_lossy(&exists.stdout).contains('1') {
         check(
-            Command::new(cluster.bin.join("psql")).args([&cluster.url, "-qc", &format!("CREATE DATABASE {name}")]).status()?,
+            Command::new(cluster.bin.join("psql"))
+                .args([&cluster.url, "-qc", &format!("CREATE DATABASE {name}")])
+                .status()?,
             "creating the dev database",
         )?;
     }
@@ -189,7 +218,12 @@ fn cargo() -> Command {
 
 fn install_tools() -> anyhow::Result<()> {
     let root = workspace_root();
-    check(Command::new(root.join("scripts/install-test-tools")).current_dir(&root).status()?, "scripts/install-test-tools")
+    check(
+        Command::new(root.join("scripts/install-test-tools"))
+            .current_dir(&root)
+            .status()?,
+        "scripts/install-test-tools",
+    )
 }
 
 fn dev() -> anyhow::Result<()> {
@@ -228,7 +262,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             (cluster.url.clone(), Some(cluster))
         }
     };
-    check(cargo().args(["build", "-p", "juy-calendar"]).status()?, "building juy-calendar")?;
+    check(
+        cargo().args(["build", "-p", "juy-calendar"]).status()?,
+        "building juy-calendar",
+    )?;
     let bin = target_dir()?.join("debug/juy-calendar");
     let python = tools_dir().join("venv/bin/python");
     let nextest = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -128,24 +128,35 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
         let mut keys = Vec::with_capacity(config.keys.len());
         for (index, key) in config.keys.iter().enumerate() {
-            let error = |e: jsonwebtoken::errors::Error| KeyError { index, message: e.to_string() };
+            let error = |e: jsonwebtoken::errors::Error| KeyError {
+                index,
+                message: e.to_string(),
+            };
             keys.push(match key {
                 VerificationKey::Hs256(secret) => {
                     if secret.len() < 32 {
-                        return Err(KeyError { index, message: "an HS256 secret must have at least 32 bytes".into() });
+                        return Err(KeyError {
+                            index,
+                            message: "an HS256 secret must have at least 32 bytes".into(),
+                        });
                     }
                     (Algorithm::HS256, DecodingKey::from_secret(secret))
                 }
-                VerificationKey::Rs256Pem(pem) => {
-                    (Algorithm::RS256, DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(error)?)
-                }
-                VerificationKey::EdDsaPem(pem) => {
-                    (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem.as_bytes()).map_err(error)?)
-                }
+                VerificationKey::Rs256Pem(pem) => (
+                    Algorithm::RS256,
+                    DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(error)?,
+                ),
+                VerificationKey::EdDsaPem(pem) => (
+                    Algorithm::EdDSA,
+                    DecodingKey::from_ed_pem(pem.as_bytes()).map_err(error)?,
+                ),
             });
         }
         if keys.is_empty() {
-            return Err(KeyError { index: 0, message: "at least one key is needed".into() });
+            return Err(KeyError {
+                index: 0,
+                message: "at least one key is needed".into(),
+            });
         }
         Ok(Self {
             keys,
@@ -171,7 +182,10 @@ impl Authenticator {
                 Ok(data) => {
                     let user_id = UserId::new(data.claims.sub)
                         .map_err(|_| ApiError::unauthenticated("the token's subject is not a valid user id"))?;
-                    return Ok(Caller { user_id, roles: data.claims.roles });
+                    return Ok(Caller {
+                        user_id,
+                        roles: data.claims.roles,
+                    });
                 }
                 Err(e) => last = Some(e),
             }
@@ -190,14 +204,7 @@ impl Authenticator {
 }
 
 /// Signs an HS256 token, for the `dev` command and tests (the gateway mints real ones).
-pub fn sign_hs256(
-    secret: &[u8],
-    issuer: &str,
-    audience: &str,
-    user: &UserId,
-    roles: &[&str],
-    ttl: Duration,
-) -> String {
+pub fn sign_hs256(secret: &[u8], issuer: &str, audience: &str, user: &UserId, roles: &[&str], ttl: Duration) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -211,8 +218,12 @@ pub fn sign_hs256(
         iat: Some(now),
     };
     // Infallible: HS256 signing of a serialisable struct cannot fail.
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
-        .unwrap_or_default()
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap_or_default()
 }
 
 fn is_grpc(request: &Request) -> bool {
@@ -234,11 +245,7 @@ fn reject(grpc: bool, error: ApiError) -> Response {
 /// The middleware: public paths pass; every other request needs a valid
 /// bearer token, and admin paths the admin role. The caller is put in the
 /// request's extensions for the handlers.
-pub async fn require_auth(
-    State(auth): State<Arc<Authenticator>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_auth(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return next.run(request).await;
@@ -287,7 +294,14 @@ mod tests {
 
     #[test]
     fn a_valid_token_names_the_caller_and_roles() {
-        let token = sign_hs256(SECRET, "juy-gateway", "juy-calendar", &user(), &["admin"], Duration::from_secs(60));
+        let token = sign_hs256(
+            SECRET,
+            "juy-gateway",
+            "juy-calendar",
+            &user(),
+            &["admin"],
+            Duration::from_secs(60),
+        );
         let caller = authenticator().authenticate(&token).unwrap();
         assert_eq!(caller.user_id, user());
         assert!(caller.is_admin());
@@ -298,8 +312,21 @@ mod tests {
         let auth = authenticator();
         let wrong_iss = sign_hs256(SECRET, "other", "juy-calendar", &user(), &[], Duration::from_secs(60));
         let wrong_aud = sign_hs256(SECRET, "juy-gateway", "other", &user(), &[], Duration::from_secs(60));
-        let wrong_key = sign_hs256(b"ffffffffffffffffffffffffffffffff", "juy-gateway", "juy-calendar", &user(), &[], Duration::from_secs(60));
-        for token in [wrong_iss.as_str(), wrong_aud.as_str(), wrong_key.as_str(), "garbage", ""] {
+        let wrong_key = sign_hs256(
+            b"ffffffffffffffffffffffffffffffff",
+            "juy-gateway",
+            "juy-calendar",
+            &user(),
+            &[],
+            Duration::from_secs(60),
+        );
+        for token in [
+            wrong_iss.as_str(),
+            wrong_aud.as_str(),
+            wrong_key.as_str(),
+            "garbage",
+            "",
+        ] {
             let error = auth.authenticate(token).unwrap_err();
             assert_eq!(error.code, crate::error::ErrorCode::Unauthenticated, "{token}");
         }
@@ -307,9 +334,24 @@ mod tests {
 
     #[test]
     fn an_expired_token_says_so() {
-        let claims = Claims { sub: "u".into(), roles: vec![], exp: 1_000, iss: "juy-gateway".into(), aud: "juy-calendar".into(), iat: None };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET)).unwrap();
-        assert_eq!(authenticator().authenticate(&token).unwrap_err().message, "the token has expired");
+        let claims = Claims {
+            sub: "u".into(),
+            roles: vec![],
+            exp: 1_000,
+            iss: "juy-gateway".into(),
+            aud: "juy-calendar".into(),
+            iat: None,
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(
+            authenticator().authenticate(&token).unwrap_err().message,
+            "the token has expired"
+        );
     }
 
     #[test]
@@ -382,7 +424,17 @@ mod asymmetric_tests {
             leeway: Duration::ZERO,
         })
         .unwrap();
-        let token = sign_hs256(pair.public_key_pem().as_bytes(), "juy-gateway", "juy-calendar", &UserId::new("u").unwrap(), &[], Duration::from_secs(60));
-        assert_eq!(auth.authenticate(&token).unwrap_err().message, "the token's algorithm is not accepted");
+        let token = sign_hs256(
+            pair.public_key_pem().as_bytes(),
+            "juy-gateway",
+            "juy-calendar",
+            &UserId::new("u").unwrap(),
+            &[],
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            auth.authenticate(&token).unwrap_err().message,
+            "the token's algorithm is not accepted"
+        );
     }
 }

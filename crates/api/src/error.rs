@@ -95,7 +95,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), violations: Vec::new(), reason: None }
+        Self {
+            code,
+            message: message.into(),
+            violations: Vec::new(),
+            reason: None,
+        }
     }
 
     /// A bad value in one field.
@@ -126,7 +131,10 @@ impl ApiError {
 
     /// A request the resource's state does not allow.
     pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { reason: Some(reason), ..Self::new(ErrorCode::FailedPrecondition, message) }
+        Self {
+            reason: Some(reason),
+            ..Self::new(ErrorCode::FailedPrecondition, message)
+        }
     }
 
     /// No or bad credentials.

@@ -5,9 +5,8 @@ use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use juy_domain::{
-    AccountStatus, Attendee, Calendar, CalendarEvent, CalendarMode, ConnectedAccount, EventKind,
-    EventStatus, NotificationChannels, Provider, ReminderMethod, ResponseStatus, SyncStatus,
-    Transparency,
+    AccountStatus, Attendee, Calendar, CalendarEvent, CalendarMode, ConnectedAccount, EventKind, EventStatus,
+    NotificationChannels, Provider, ReminderMethod, ResponseStatus, SyncStatus, Transparency,
 };
 use juy_store::accounts::AdminAccountRow;
 
@@ -15,7 +14,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, FieldViolation};
 use crate::names;
 use crate::pb::v1 as pb;
-use crate::service::{AdminListInput, CalendarService, ListEventsInput, Settings, SettingsPatch};
+use crate::service::{AdminListInput, CalendarService, ChannelsPatch, ListEventsInput, Settings, SettingsPatch};
 
 /// `juy.calendar.v1.CalendarSync`.
 #[derive(Debug, Clone)]
@@ -45,7 +44,10 @@ fn timestamp(field: &str, value: Option<prost_types::Timestamp>) -> Result<Optio
 }
 
 fn to_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// Maps a protobuf provider to the domain's; unspecified or unknown is `None`.
@@ -224,14 +226,22 @@ fn settings_to_pb(s: &Settings) -> pb::CalendarSettings {
         calendar_modes: s
             .calendar_modes
             .iter()
-            .map(|(id, mode)| pb::CalendarModeSetting { calendar: names::calendar(*id), mode: mode_to_pb(*mode).into() })
+            .map(|(id, mode)| pb::CalendarModeSetting {
+                calendar: names::calendar(*id),
+                mode: mode_to_pb(*mode).into(),
+            })
             .collect(),
         notification_channels: s.notification_channels.iter().map(channels_to_pb).collect(),
     }
 }
 
 fn channels_to_pb(c: &NotificationChannels) -> pb::NotificationChannels {
-    pb::NotificationChannels { provider: provider_to_pb(c.provider).into(), push: c.push, email: c.email, sms: c.sms }
+    pb::NotificationChannels {
+        provider: provider_to_pb(c.provider).into(),
+        push: c.push,
+        email: c.email,
+        sms: c.sms,
+    }
 }
 
 fn admin_row_to_pb(r: &AdminAccountRow) -> pb::AdminConnection {
@@ -250,7 +260,10 @@ fn admin_row_to_pb(r: &AdminAccountRow) -> pb::AdminConnection {
 
 #[tonic::async_trait]
 impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
-    async fn list_events(&self, request: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let mut violations = Vec::new();
@@ -290,7 +303,10 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         }))
     }
 
-    async fn list_connections(&self, request: Request<pb::ListConnectionsRequest>) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+    async fn list_connections(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let page = self.0.list_connections(&caller, req.page_size, &req.page_token).await?;
@@ -300,26 +316,42 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         }))
     }
 
-    async fn list_calendars(&self, request: Request<pb::ListCalendarsRequest>) -> Result<Response<pb::ListCalendarsResponse>, Status> {
+    async fn list_calendars(
+        &self,
+        request: Request<pb::ListCalendarsRequest>,
+    ) -> Result<Response<pb::ListCalendarsResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let page = self.0.list_calendars(&caller, &req.connection, req.page_size, &req.page_token).await?;
+        let page = self
+            .0
+            .list_calendars(&caller, &req.connection, req.page_size, &req.page_token)
+            .await?;
         Ok(Response::new(pb::ListCalendarsResponse {
             calendars: page.items.iter().map(calendar_to_pb).collect(),
             next_page_token: page.next_page_token,
         }))
     }
 
-    async fn get_calendar_settings(&self, request: Request<pb::GetCalendarSettingsRequest>) -> Result<Response<pb::GetCalendarSettingsResponse>, Status> {
+    async fn get_calendar_settings(
+        &self,
+        request: Request<pb::GetCalendarSettingsRequest>,
+    ) -> Result<Response<pb::GetCalendarSettingsResponse>, Status> {
         let caller = caller(&request)?;
         let settings = self.0.get_settings(&caller, &request.into_inner().name).await?;
-        Ok(Response::new(pb::GetCalendarSettingsResponse { settings: Some(settings_to_pb(&settings)) }))
+        Ok(Response::new(pb::GetCalendarSettingsResponse {
+            settings: Some(settings_to_pb(&settings)),
+        }))
     }
 
-    async fn update_calendar_settings(&self, request: Request<pb::UpdateCalendarSettingsRequest>) -> Result<Response<pb::UpdateCalendarSettingsResponse>, Status> {
+    async fn update_calendar_settings(
+        &self,
+        request: Request<pb::UpdateCalendarSettingsRequest>,
+    ) -> Result<Response<pb::UpdateCalendarSettingsResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let settings = req.settings.ok_or_else(|| ApiError::invalid("settings", "is required"))?;
+        let settings = req
+            .settings
+            .ok_or_else(|| ApiError::invalid("settings", "is required"))?;
         let paths: Vec<String> = match req.update_mask {
             Some(mask) if !mask.paths.is_empty() => mask.paths,
             // No mask: every part present in the message.
@@ -347,24 +379,38 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         let patch = SettingsPatch {
             name: settings.name,
             calendar_modes: has("calendar_modes").then(|| {
-                settings.calendar_modes.into_iter().map(|m| (m.calendar, mode_from_pb(m.mode))).collect()
+                settings
+                    .calendar_modes
+                    .into_iter()
+                    .map(|m| (m.calendar, mode_from_pb(m.mode)))
+                    .collect()
             }),
             notification_channels: has("notification_channels").then(|| {
                 settings
                     .notification_channels
                     .into_iter()
-                    .map(|c| (provider_from_pb(c.provider), c.push, c.email, c.sms))
+                    .map(|c| ChannelsPatch {
+                        provider: provider_from_pb(c.provider),
+                        push: c.push,
+                        email: c.email,
+                        sms: c.sms,
+                    })
                     .collect()
             }),
         };
         let settings = self.0.update_settings(&caller, patch).await?;
-        Ok(Response::new(pb::UpdateCalendarSettingsResponse { settings: Some(settings_to_pb(&settings)) }))
+        Ok(Response::new(pb::UpdateCalendarSettingsResponse {
+            settings: Some(settings_to_pb(&settings)),
+        }))
     }
 }
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminApi {
-    async fn list_connections(&self, request: Request<pb::AdminListConnectionsRequest>) -> Result<Response<pb::AdminListConnectionsResponse>, Status> {
+    async fn list_connections(
+        &self,
+        request: Request<pb::AdminListConnectionsRequest>,
+    ) -> Result<Response<pb::AdminListConnectionsResponse>, Status> {
         // The auth middleware already required the admin role for this service.
         let req = request.into_inner();
         let provider = match req.provider {

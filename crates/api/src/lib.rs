@@ -52,7 +52,11 @@ pub enum BuildError {
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Builds both routers around one service and one authenticator.
-pub async fn routers(service: CalendarService, auth: Arc<Authenticator>, request_timeout: Duration) -> Result<Routers, BuildError> {
+pub async fn routers(
+    service: CalendarService,
+    auth: Arc<Authenticator>,
+    request_timeout: Duration,
+) -> Result<Routers, BuildError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CalendarSyncServer<CalendarSyncApi>>().await;
     health.set_serving::<AdminServer<AdminApi>>().await;

@@ -49,7 +49,10 @@ pub fn check_settings_name(field: &str, name: &str, caller: &UserId) -> Result<(
     if name.is_empty() || name == MY_SETTINGS {
         return Ok(());
     }
-    match name.strip_prefix("users/").and_then(|r| r.strip_suffix("/calendarSettings")) {
+    match name
+        .strip_prefix("users/")
+        .and_then(|r| r.strip_suffix("/calendarSettings"))
+    {
         Some(user) if user == caller.as_str() => Ok(()),
         Some(_) => Err(ApiError::not_found(name)),
         None => Err(ApiError::invalid(field, format!("must be `{MY_SETTINGS}`"))),
@@ -64,7 +67,13 @@ mod tests {
     fn names_round_trip_and_bad_names_name_the_field() {
         let id = CalendarId::new();
         assert_eq!(parse_calendar("calendar", &calendar(id)).unwrap(), id);
-        for bad in ["", "calendars/", "calendars/nope", "connections/00000000-0000-0000-0000-000000000000", "calendarsx/1"] {
+        for bad in [
+            "",
+            "calendars/",
+            "calendars/nope",
+            "connections/00000000-0000-0000-0000-000000000000",
+            "calendarsx/1",
+        ] {
             let error = parse_calendar("calendars[0]", bad).unwrap_err();
             assert_eq!(error.violations[0].field, "calendars[0]", "{bad}");
         }
@@ -76,7 +85,15 @@ mod tests {
         assert!(check_settings_name("name", "", &me).is_ok());
         assert!(check_settings_name("name", MY_SETTINGS, &me).is_ok());
         assert!(check_settings_name("name", "users/u1/calendarSettings", &me).is_ok());
-        assert_eq!(check_settings_name("name", "users/u2/calendarSettings", &me).unwrap_err().code, crate::error::ErrorCode::NotFound);
-        assert_eq!(check_settings_name("name", "settings", &me).unwrap_err().code, crate::error::ErrorCode::InvalidArgument);
+        assert_eq!(
+            check_settings_name("name", "users/u2/calendarSettings", &me)
+                .unwrap_err()
+                .code,
+            crate::error::ErrorCode::NotFound
+        );
+        assert_eq!(
+            check_settings_name("name", "settings", &me).unwrap_err().code,
+            crate::error::ErrorCode::InvalidArgument
+        );
     }
 }

@@ -19,7 +19,10 @@ pub fn page_size(requested: i32) -> Result<usize, ApiError> {
     match requested {
         0 => Ok(DEFAULT_PAGE_SIZE),
         n if n > 0 && n as usize <= MAX_PAGE_SIZE => Ok(n as usize),
-        _ => Err(ApiError::invalid("page_size", format!("must be between 1 and {MAX_PAGE_SIZE}, or 0 for the default"))),
+        _ => Err(ApiError::invalid(
+            "page_size",
+            format!("must be between 1 and {MAX_PAGE_SIZE}, or 0 for the default"),
+        )),
     }
 }
 
@@ -44,7 +47,12 @@ struct Token<K> {
 
 /// Encodes the key of the last item served.
 pub fn encode_token<K: Serialize>(fingerprint: u64, key: &K) -> String {
-    let json = serde_json::to_vec(&Token { v: 1, f: fingerprint, k: key }).unwrap_or_default();
+    let json = serde_json::to_vec(&Token {
+        v: 1,
+        f: fingerprint,
+        k: key,
+    })
+    .unwrap_or_default();
     URL_SAFE_NO_PAD.encode(json)
 }
 
@@ -60,7 +68,10 @@ pub fn decode_token<K: DeserializeOwned>(raw: &str, fingerprint: u64) -> Result<
         return Err(bad());
     }
     if token.f != fingerprint {
-        return Err(ApiError::invalid("page_token", "belongs to a request with different filters"));
+        return Err(ApiError::invalid(
+            "page_token",
+            "belongs to a request with different filters",
+        ));
     }
     Ok(Some(token.k))
 }
@@ -90,11 +101,16 @@ pub fn page_in_memory<T>(
     };
     let next_page_token = if rest.len() > size {
         rest.truncate(size);
-        rest.last().map(|last| encode_token(fingerprint, &key(last))).unwrap_or_default()
+        rest.last()
+            .map(|last| encode_token(fingerprint, &key(last)))
+            .unwrap_or_default()
     } else {
         String::new()
     };
-    Ok(Page { items: rest, next_page_token })
+    Ok(Page {
+        items: rest,
+        next_page_token,
+    })
 }
 
 #[cfg(test)]
@@ -114,11 +130,14 @@ mod tests {
     #[test]
     fn tokens_are_bound_to_their_filters() {
         let token = encode_token(fingerprint(&["a"]), &"key".to_owned());
-        assert_eq!(decode_token::<String>(&token, fingerprint(&["a"])).unwrap().unwrap(), "key");
+        assert_eq!(
+            decode_token::<String>(&token, fingerprint(&["a"])).unwrap().unwrap(),
+            "key"
+        );
         assert!(decode_token::<String>(&token, fingerprint(&["b"])).is_err());
         assert!(decode_token::<String>("!!!", 0).is_err());
         assert!(decode_token::<String>(&URL_SAFE_NO_PAD.encode("{}"), 0).is_err());
-        assert_eq!(fingerprint(&["ab", "c"]) == fingerprint(&["a", "bc"]), false);
+        assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
     }
 
     #[test]

@@ -9,5 +9,4 @@ pub mod v1 {
 
 /// The encoded `FileDescriptorSet` of every served proto and its imports, for
 /// server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/juy_calendar_v1_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/juy_calendar_v1_descriptor.bin"));

@@ -3,13 +3,13 @@
 //! JSON or RFC 9457 problems. The OpenAPI 3.1 document is generated from
 //! these handlers and types.
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -20,7 +20,7 @@ use juy_store::accounts::AdminAccountRow;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::names;
-use crate::service::{AdminListInput, CalendarService, ListEventsInput, Settings, SettingsPatch};
+use crate::service::{AdminListInput, CalendarService, ChannelsPatch, ListEventsInput, Settings, SettingsPatch};
 
 /// The authenticated caller, put in the request by the auth middleware.
 pub struct AuthedCaller(pub Caller);
@@ -46,7 +46,10 @@ impl QueryParams {
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         if let Some((unknown, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-            return Err(ApiError::invalid(unknown.clone(), format!("is not a parameter of this endpoint (known: {})", allowed.join(", "))));
+            return Err(ApiError::invalid(
+                unknown.clone(),
+                format!("is not a parameter of this endpoint (known: {})", allowed.join(", ")),
+            ));
         }
         Ok(Self(pairs))
     }
@@ -72,13 +75,18 @@ impl QueryParams {
 
     fn page_size(&self) -> Result<i32, ApiError> {
         self.one("page_size")?
-            .map(|v| v.parse::<i32>().map_err(|_| ApiError::invalid("page_size", "must be an integer")))
+            .map(|v| {
+                v.parse::<i32>()
+                    .map_err(|_| ApiError::invalid("page_size", "must be an integer"))
+            })
             .transpose()
             .map(Option::unwrap_or_default)
     }
 
     fn provider(name: &str, value: &str) -> Result<Provider, ApiError> {
-        value.parse().map_err(|_| ApiError::invalid(name, "must be one of google, microsoft, caldav"))
+        value
+            .parse()
+            .map_err(|_| ApiError::invalid(name, "must be one of google, microsoft, caldav"))
     }
 }
 
@@ -88,7 +96,11 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if matches!(path.as_str(), "." | "?" | "") { "body".to_owned() } else { path };
+        let field = if matches!(path.as_str(), "." | "?" | "") {
+            "body".to_owned()
+        } else {
+            path
+        };
         // serde's message can quote input values; keep only its category and position.
         let what = match inner.classify() {
             serde_json::error::Category::Syntax => "is not valid JSON",
@@ -96,7 +108,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
             serde_json::error::Category::Data => "has a value of the wrong type or an unknown field",
             serde_json::error::Category::Io => "could not be read",
         };
-        ApiError::invalid(field, format!("{what} (line {}, column {})", inner.line(), inner.column()))
+        ApiError::invalid(
+            field,
+            format!("{what} (line {}, column {})", inner.line(), inner.column()),
+        )
     })
 }
 
@@ -220,7 +235,10 @@ impl From<&CalendarEvent> for EventJson {
             reminders: e
                 .reminders
                 .iter()
-                .map(|r| ReminderJson { minutes_before: r.minutes_before, method: r.method.as_str().to_owned() })
+                .map(|r| ReminderJson {
+                    minutes_before: r.minutes_before,
+                    method: r.method.as_str().to_owned(),
+                })
                 .collect(),
             etag: e.etag.clone(),
             update_time: e.updated,
@@ -387,12 +405,20 @@ impl From<&Settings> for SettingsJson {
             calendar_modes: s
                 .calendar_modes
                 .iter()
-                .map(|(id, mode)| CalendarModeJson { calendar: names::calendar(*id), mode: mode.as_str().to_owned() })
+                .map(|(id, mode)| CalendarModeJson {
+                    calendar: names::calendar(*id),
+                    mode: mode.as_str().to_owned(),
+                })
                 .collect(),
             notification_channels: s
                 .notification_channels
                 .iter()
-                .map(|c| ChannelsJson { provider: c.provider.as_str().to_owned(), push: c.push, email: c.email, sms: c.sms })
+                .map(|c| ChannelsJson {
+                    provider: c.provider.as_str().to_owned(),
+                    push: c.push,
+                    email: c.email,
+                    sms: c.sms,
+                })
                 .collect(),
         }
     }
@@ -494,7 +520,12 @@ pub async fn list_events(
     let run = async {
         let params = QueryParams::parse(query, &["range", "provider", "calendar", "page_size", "page_token"])?;
         let (start_time, end_time) = match params.one("range")? {
-            None => return Err(ApiError::invalid("range", "is required: START/END as RFC 3339 instants")),
+            None => {
+                return Err(ApiError::invalid(
+                    "range",
+                    "is required: START/END as RFC 3339 instants",
+                ));
+            }
             Some(range) => {
                 let (start, end) = range
                     .split_once('/')
@@ -523,7 +554,10 @@ pub async fn list_events(
         service.list_events(&caller, input).await
     };
     let page = run.await.map_err(|e| e.rename_fields(rest_field))?;
-    Ok(Json(EventPage { events: page.items.iter().map(EventJson::from).collect(), next_page_token: page.next_page_token }))
+    Ok(Json(EventPage {
+        events: page.items.iter().map(EventJson::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Lists the caller's connections.
@@ -549,7 +583,11 @@ pub async fn list_connections(
 ) -> Result<Json<ConnectionPage>, ApiError> {
     let params = QueryParams::parse(query, &["page_size", "page_token"])?;
     let page = service
-        .list_connections(&caller, params.page_size()?, params.one("page_token")?.unwrap_or_default())
+        .list_connections(
+            &caller,
+            params.page_size()?,
+            params.one("page_token")?.unwrap_or_default(),
+        )
         .await?;
     Ok(Json(ConnectionPage {
         connections: page.items.iter().map(ConnectionJson::from).collect(),
@@ -589,7 +627,10 @@ pub async fn list_calendars(
             params.one("page_token")?.unwrap_or_default(),
         )
         .await?;
-    Ok(Json(CalendarPage { calendars: page.items.iter().map(CalendarJson::from).collect(), next_page_token: page.next_page_token }))
+    Ok(Json(CalendarPage {
+        calendars: page.items.iter().map(CalendarJson::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Reads the caller's settings.
@@ -653,13 +694,22 @@ pub async fn update_settings(
         let notification_channels = patch.notification_channels.map(|channels| {
             channels
                 .into_iter()
-                .map(|c| (c.provider.parse::<Provider>().ok(), c.push, c.email, c.sms))
+                .map(|c| ChannelsPatch {
+                    provider: c.provider.parse::<Provider>().ok(),
+                    push: c.push,
+                    email: c.email,
+                    sms: c.sms,
+                })
                 .collect()
         });
         if !violations.is_empty() {
             return Err(ApiError::invalid_fields(violations));
         }
-        let patch = SettingsPatch { name: String::new(), calendar_modes, notification_channels };
+        let patch = SettingsPatch {
+            name: String::new(),
+            calendar_modes,
+            notification_channels,
+        };
         service.update_settings(&caller, patch).await
     };
     let settings = run.await.map_err(|e| e.rename_fields(rest_field))?;
@@ -691,10 +741,16 @@ pub async fn admin_list_connections(
     RawQuery(query): RawQuery,
 ) -> Result<Json<AdminConnectionPage>, ApiError> {
     let params = QueryParams::parse(query, &["user_id", "provider", "state", "page_size", "page_token"])?;
-    let provider = params.one("provider")?.map(|p| QueryParams::provider("provider", p)).transpose()?;
+    let provider = params
+        .one("provider")?
+        .map(|p| QueryParams::provider("provider", p))
+        .transpose()?;
     let status = params
         .one("state")?
-        .map(|s| s.parse::<AccountStatus>().map_err(|_| ApiError::invalid("state", "must be pending, active, error, reauth_required or revoked")))
+        .map(|s| {
+            s.parse::<AccountStatus>()
+                .map_err(|_| ApiError::invalid("state", "must be pending, active, error, reauth_required or revoked"))
+        })
         .transpose()?;
     let page = service
         .admin_list_connections(AdminListInput {
@@ -745,7 +801,12 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }

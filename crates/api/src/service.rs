@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use juy_domain::{
-    AccountStatus, Calendar, CalendarEvent, CalendarId, CalendarMode, Clock, ConnectedAccount,
-    EventId, NotificationChannels, Provider, TimeRange, UserId,
+    AccountStatus, Calendar, CalendarEvent, CalendarId, CalendarMode, Clock, ConnectedAccount, EventId,
+    NotificationChannels, Provider, TimeRange, UserId,
 };
 use juy_store::Store;
 use juy_store::accounts::{self, AdminAccountFilter, AdminAccountRow, AdminCursor};
@@ -69,8 +69,21 @@ pub struct SettingsPatch {
     pub name: String,
     /// New modes, as `(calendar name, mode)`; `None` for a mode the client left unspecified.
     pub calendar_modes: Option<Vec<(String, Option<CalendarMode>)>>,
-    /// New channels; a `None` provider is one the client left unspecified.
-    pub notification_channels: Option<Vec<(Option<Provider>, bool, bool, bool)>>,
+    /// New channels for the listed providers.
+    pub notification_channels: Option<Vec<ChannelsPatch>>,
+}
+
+/// One provider's new channels in a [`SettingsPatch`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChannelsPatch {
+    /// The provider; `None` when the client left it unspecified.
+    pub provider: Option<Provider>,
+    /// Push notifications.
+    pub push: bool,
+    /// Email.
+    pub email: bool,
+    /// SMS.
+    pub sms: bool,
 }
 
 /// The admin listing's filters, as parsed from either surface.
@@ -121,7 +134,10 @@ impl CalendarService {
     pub async fn list_events(&self, caller: &Caller, input: ListEventsInput) -> Result<Page<CalendarEvent>, ApiError> {
         let mut violations = Vec::new();
         let mut violation = |field: &str, description: &str| {
-            violations.push(FieldViolation { field: field.into(), description: description.into() });
+            violations.push(FieldViolation {
+                field: field.into(),
+                description: description.into(),
+            });
         };
         if input.start_time.is_none() {
             violation("start_time", "is required");
@@ -132,7 +148,10 @@ impl CalendarService {
         let range = match (input.start_time, input.end_time) {
             (Some(start), Some(end)) => match TimeRange::new(start, end) {
                 Ok(range) if end - start > Duration::days(MAX_RANGE_DAYS) => {
-                    violation("end_time", &format!("must be at most {MAX_RANGE_DAYS} days after start_time"));
+                    violation(
+                        "end_time",
+                        &format!("must be at most {MAX_RANGE_DAYS} days after start_time"),
+                    );
                     Some(range)
                 }
                 Ok(range) => Some(range),
@@ -206,7 +225,15 @@ impl CalendarService {
             items.truncate(size);
             items
                 .last()
-                .map(|e| paging::encode_token(fingerprint, &EventCursor { s: e.start.timestamp_micros(), i: e.id.0 }))
+                .map(|e| {
+                    paging::encode_token(
+                        fingerprint,
+                        &EventCursor {
+                            s: e.start.timestamp_micros(),
+                            i: e.id.0,
+                        },
+                    )
+                })
                 .unwrap_or_default()
         } else {
             String::new()
@@ -215,7 +242,12 @@ impl CalendarService {
     }
 
     /// The caller's connections, oldest first.
-    pub async fn list_connections(&self, caller: &Caller, page_size: i32, page_token: &str) -> Result<Page<ConnectedAccount>, ApiError> {
+    pub async fn list_connections(
+        &self,
+        caller: &Caller,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<ConnectedAccount>, ApiError> {
         let size = paging::page_size(page_size)?;
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
@@ -230,7 +262,13 @@ impl CalendarService {
     }
 
     /// The calendars of the caller's connections (of one, with `connection` set).
-    pub async fn list_calendars(&self, caller: &Caller, connection: &str, page_size: i32, page_token: &str) -> Result<Page<Calendar>, ApiError> {
+    pub async fn list_calendars(
+        &self,
+        caller: &Caller,
+        connection: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<Calendar>, ApiError> {
         let account = if connection.is_empty() {
             None
         } else {
@@ -239,10 +277,12 @@ impl CalendarService {
         let size = paging::page_size(page_size)?;
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
-        if let Some(account) = account {
-            if accounts::get_account(&mut conn, &key, &caller.user_id, account).await?.is_none() {
-                return Err(ApiError::not_found(connection));
-            }
+        if let Some(account) = account
+            && accounts::get_account(&mut conn, &key, &caller.user_id, account)
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::not_found(connection));
         }
         let items = calendars::list_calendars(&mut conn, &key, &caller.user_id, account).await?;
         paging::page_in_memory(
@@ -288,19 +328,33 @@ impl CalendarService {
                 Err(e) => violations.extend(e.violations),
             }
             if mode.is_none() {
-                violations.push(FieldViolation { field: format!("{field}.mode"), description: "is required".into() });
+                violations.push(FieldViolation {
+                    field: format!("{field}.mode"),
+                    description: "is required".into(),
+                });
             }
         }
         let mut channels = Vec::new();
         let mut seen_providers = HashSet::new();
-        for (i, (provider, push, email, sms)) in patch.notification_channels.iter().flatten().enumerate() {
+        for (i, patch) in patch.notification_channels.iter().flatten().enumerate() {
             let field = format!("settings.notification_channels[{i}].provider");
-            match provider {
-                None => violations.push(FieldViolation { field, description: "is required".into() }),
-                Some(p) if !seen_providers.insert(*p) => {
-                    violations.push(FieldViolation { field, description: "names a provider listed twice".into() });
+            match patch.provider {
+                None => violations.push(FieldViolation {
+                    field,
+                    description: "is required".into(),
+                }),
+                Some(p) if !seen_providers.insert(p) => {
+                    violations.push(FieldViolation {
+                        field,
+                        description: "names a provider listed twice".into(),
+                    });
                 }
-                Some(p) => channels.push(NotificationChannels { provider: *p, push: *push, email: *email, sms: *sms }),
+                Some(p) => channels.push(NotificationChannels {
+                    provider: p,
+                    push: patch.push,
+                    email: patch.email,
+                    sms: patch.sms,
+                }),
             }
         }
         if !violations.is_empty() {
@@ -345,7 +399,11 @@ impl CalendarService {
                 })
             })
             .transpose()?;
-        let filter = AdminAccountFilter { user_id: user, provider: input.provider, status: input.status };
+        let filter = AdminAccountFilter {
+            user_id: user,
+            provider: input.provider,
+            status: input.status,
+        };
         let mut conn = self.store.conn().await?;
         let mut items = accounts::admin_list_accounts(&mut conn, &filter, after, size as i64 + 1).await?;
         let next_page_token = if items.len() > size {
@@ -355,7 +413,11 @@ impl CalendarService {
                 .map(|r| {
                     paging::encode_token(
                         fingerprint,
-                        &AdminToken { t: r.connected_at.timestamp_micros(), u: r.user_id.as_str().to_owned(), a: r.account_id.0 },
+                        &AdminToken {
+                            t: r.connected_at.timestamp_micros(),
+                            u: r.user_id.as_str().to_owned(),
+                            a: r.account_id.0,
+                        },
                     )
                 })
                 .unwrap_or_default()

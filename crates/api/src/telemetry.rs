@@ -19,7 +19,9 @@ fn request_id(request: &Request) -> String {
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
@@ -55,7 +57,11 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
     span.record("latency_ms", latency.as_secs_f64() * 1000.0);
     span.in_scope(|| tracing::info!("request finished"));
 
-    let route = if status == StatusCode::NOT_FOUND && grpc_status.is_none() { "unmatched".to_owned() } else { path };
+    let route = if status == StatusCode::NOT_FOUND && grpc_status.is_none() {
+        "unmatched".to_owned()
+    } else {
+        path
+    };
     let histogram = opentelemetry::global::meter("juy-calendar")
         .f64_histogram("juy.calendar.request.duration")
         .with_unit("s")

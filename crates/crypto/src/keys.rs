@@ -144,12 +144,13 @@ impl MasterKeyring {
             if entry.is_empty() || entry.starts_with('#') {
                 continue;
             }
-            let (version, key) = entry.split_once(':').ok_or_else(|| {
-                CryptoError::InvalidKey("each master key must be written VERSION:BASE64".into())
-            })?;
-            let version: u32 = version.trim().parse().map_err(|_| {
-                CryptoError::InvalidKey("a master key version must be a positive integer".into())
-            })?;
+            let (version, key) = entry
+                .split_once(':')
+                .ok_or_else(|| CryptoError::InvalidKey("each master key must be written VERSION:BASE64".into()))?;
+            let version: u32 = version
+                .trim()
+                .parse()
+                .map_err(|_| CryptoError::InvalidKey("a master key version must be a positive integer".into()))?;
             keys.push((version, MasterKey::from_base64(key)?));
         }
         Self::new(keys)
@@ -184,7 +185,10 @@ impl MasterKeyring {
             .get(&master_version)
             .ok_or(CryptoError::UnknownKeyVersion(master_version))?;
         let bytes = master.0.open(wrapped, aad.as_bytes())?;
-        Ok(DataKey { version: data_key_version, key: KeyBytes::from_slice(&bytes)? })
+        Ok(DataKey {
+            version: data_key_version,
+            key: KeyBytes::from_slice(&bytes)?,
+        })
     }
 
     /// Re-wraps a wrapped data key under the active master version
@@ -197,7 +201,9 @@ impl MasterKeyring {
 
 impl fmt::Debug for MasterKeyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKeyring").field("versions", &self.versions()).finish()
+        f.debug_struct("MasterKeyring")
+            .field("versions", &self.versions())
+            .finish()
     }
 }
 
@@ -220,7 +226,10 @@ pub struct DataKey {
 impl DataKey {
     /// A fresh random data key with the given version.
     pub fn generate(version: u32) -> Self {
-        Self { version, key: KeyBytes::random() }
+        Self {
+            version,
+            key: KeyBytes::random(),
+        }
     }
 
     /// This key's version, recorded in every ciphertext it seals.
@@ -256,7 +265,10 @@ impl DataKey {
 
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DataKey").field("version", &self.version).field("key", &"<redacted>").finish()
+        f.debug_struct("DataKey")
+            .field("version", &self.version)
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -272,7 +284,10 @@ mod tests {
     fn seal_and_open_round_trip() {
         let key = DataKey::generate(1);
         let sealed = key.seal_str("Dentist", &aad());
-        assert!(!sealed.windows(7).any(|w| w == b"Dentist"), "no plaintext in the ciphertext");
+        assert!(
+            !sealed.windows(7).any(|w| w == b"Dentist"),
+            "no plaintext in the ciphertext"
+        );
         assert_eq!(key.open_string(&sealed, &aad()).unwrap(), "Dentist");
         assert_eq!(sealed_key_version(&sealed).unwrap(), 1);
     }
@@ -290,7 +305,11 @@ mod tests {
         for i in HEADER_LEN..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert_eq!(key.open(&bad, &aad()).unwrap_err(), CryptoError::Authentication, "byte {i}");
+            assert_eq!(
+                key.open(&bad, &aad()).unwrap_err(),
+                CryptoError::Authentication,
+                "byte {i}"
+            );
         }
         let mut bad = sealed.clone();
         bad[0] = 9;
@@ -305,7 +324,10 @@ mod tests {
         let other_row = Aad::new("user_calendar_events", "title", &["user-1", "row-2"]);
         let other_column = Aad::new("user_calendar_events", "location", &["user-1", "row-1"]);
         assert_eq!(key.open(&sealed, &other_row).unwrap_err(), CryptoError::Authentication);
-        assert_eq!(key.open(&sealed, &other_column).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            key.open(&sealed, &other_column).unwrap_err(),
+            CryptoError::Authentication
+        );
     }
 
     #[test]
@@ -316,7 +338,10 @@ mod tests {
     #[test]
     fn another_users_key_cannot_open() {
         let sealed = DataKey::generate(1).seal_str("x", &aad());
-        assert_eq!(DataKey::generate(1).open(&sealed, &aad()).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            DataKey::generate(1).open(&sealed, &aad()).unwrap_err(),
+            CryptoError::Authentication
+        );
     }
 
     #[test]
@@ -341,7 +366,10 @@ mod tests {
         let again = only_v2.unwrap(&wrapped_v2.bytes, 1, &owner).unwrap();
         assert_eq!(again.open_string(&sealed, &aad()).unwrap(), "secret");
         // A ring without version 1 cannot open the old wrapping.
-        assert_eq!(only_v2.unwrap(&wrapped_v1.bytes, 1, &owner).unwrap_err(), CryptoError::UnknownKeyVersion(1));
+        assert_eq!(
+            only_v2.unwrap(&wrapped_v1.bytes, 1, &owner).unwrap_err(),
+            CryptoError::UnknownKeyVersion(1)
+        );
     }
 
     #[test]
@@ -349,7 +377,8 @@ mod tests {
         let ring = MasterKeyring::new([(1, MasterKey::generate())]).unwrap();
         let wrapped = ring.wrap(&DataKey::generate(1), &Aad::new("k", "k", &["alice"]));
         assert_eq!(
-            ring.unwrap(&wrapped.bytes, 1, &Aad::new("k", "k", &["bob"])).unwrap_err(),
+            ring.unwrap(&wrapped.bytes, 1, &Aad::new("k", "k", &["bob"]))
+                .unwrap_err(),
             CryptoError::Authentication
         );
     }
@@ -361,9 +390,16 @@ mod tests {
         let ring = MasterKeyring::parse(&format!("# keys\n1:{}\n2:{}\n", *a, *b)).unwrap();
         assert_eq!(ring.versions(), vec![1, 2]);
         assert_eq!(MasterKeyring::parse("").unwrap_err(), CryptoError::EmptyKeyring);
-        assert!(matches!(MasterKeyring::parse("nope").unwrap_err(), CryptoError::InvalidKey(_)));
-        assert!(matches!(MasterKeyring::parse("1:aGVsbG8=").unwrap_err(), CryptoError::InvalidKey(m) if m.contains("32 bytes")));
-        assert!(matches!(MasterKeyring::parse(&format!("1:{},1:{}", *a, *b)).unwrap_err(), CryptoError::InvalidKey(m) if m.contains("twice")));
+        assert!(matches!(
+            MasterKeyring::parse("nope").unwrap_err(),
+            CryptoError::InvalidKey(_)
+        ));
+        assert!(
+            matches!(MasterKeyring::parse("1:aGVsbG8=").unwrap_err(), CryptoError::InvalidKey(m) if m.contains("32 bytes"))
+        );
+        assert!(
+            matches!(MasterKeyring::parse(&format!("1:{},1:{}", *a, *b)).unwrap_err(), CryptoError::InvalidKey(m) if m.contains("twice"))
+        );
     }
 
     #[test]

@@ -139,6 +139,11 @@ pub struct NotificationChannels {
 impl NotificationChannels {
     /// The defaults for a provider the user never configured: push only.
     pub fn default_for(provider: Provider) -> Self {
-        Self { provider, push: true, email: false, sms: false }
+        Self {
+            provider,
+            push: true,
+            email: false,
+            sms: false,
+        }
     }
 }

@@ -12,13 +12,11 @@ mod event;
 mod ids;
 mod range;
 
-pub use account::{
-    AccountStatus, Calendar, CalendarMode, ConnectedAccount, NotificationChannels, SyncStatus,
-};
+pub use account::{AccountStatus, Calendar, CalendarMode, ConnectedAccount, NotificationChannels, SyncStatus};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use event::{
-    AllDayDates, Attendee, CalendarEvent, EventKind, EventStatus, Reminder, ReminderMethod,
-    ResponseStatus, Transparency,
+    AllDayDates, Attendee, CalendarEvent, EventKind, EventStatus, Reminder, ReminderMethod, ResponseStatus,
+    Transparency,
 };
 pub use ids::{AccountId, CalendarId, EventId, Provider, UserId};
 pub use range::TimeRange;

@@ -28,7 +28,10 @@ pub struct ConfigError {
 impl ConfigError {
     fn new(path: &str, message: impl Into<String>) -> Self {
         let env = format!("JUY_{}", path.to_ascii_uppercase().replace('.', "__"));
-        Self { setting: format!("{path} ({env})"), message: message.into() }
+        Self {
+            setting: format!("{path} ({env})"),
+            message: message.into(),
+        }
     }
 }
 
@@ -85,7 +88,13 @@ struct RawDatabase {
 
 impl Default for RawDatabase {
     fn default() -> Self {
-        Self { url: None, max_connections: 16, connect_timeout_secs: 5, statement_timeout_secs: 15, migrate_on_start: true }
+        Self {
+            url: None,
+            max_connections: 16,
+            connect_timeout_secs: 5,
+            statement_timeout_secs: 15,
+            migrate_on_start: true,
+        }
     }
 }
 
@@ -133,7 +142,12 @@ struct RawTelemetry {
 
 impl Default for RawTelemetry {
     fn default() -> Self {
-        Self { log_format: "json".into(), log_filter: "info".into(), otlp_endpoint: None, service_name: "juy-calendar".into() }
+        Self {
+            log_format: "json".into(),
+            log_filter: "info".into(),
+            otlp_endpoint: None,
+            service_name: "juy-calendar".into(),
+        }
     }
 }
 
@@ -252,7 +266,9 @@ fn read_secret_file(setting: &str, path: &Path) -> Result<Zeroizing<String>, Con
 }
 
 fn addr(setting: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value.parse().map_err(|_| ConfigError::new(setting, format!("`{value}` is not an address like 127.0.0.1:8443")))
+    value
+        .parse()
+        .map_err(|_| ConfigError::new(setting, format!("`{value}` is not an address like 127.0.0.1:8443")))
 }
 
 impl Settings {
@@ -260,10 +276,14 @@ impl Settings {
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
         let mut table = match &sources.file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError { setting: "--config".into(), message: format!("cannot read {}: {e}", path.display()) })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError { setting: format!("--config {}", path.display()), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    setting: "--config".into(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError {
+                    setting: format!("--config {}", path.display()),
+                    message: e.to_string(),
+                })?
             }
             None => toml::Table::new(),
         };
@@ -276,13 +296,18 @@ impl Settings {
                 continue;
             };
             let [section, key] = path.as_slice() else {
-                return Err(ConfigError { setting: name.clone(), message: "must be JUY_<SECTION>__<KEY>".into() });
+                return Err(ConfigError {
+                    setting: name.clone(),
+                    message: "must be JUY_<SECTION>__<KEY>".into(),
+                });
             };
             // An explicit JUY_DATABASE__URL wins over DATABASE_URL.
             if name == "DATABASE_URL" && sources.env.iter().any(|(n, _)| n == "JUY_DATABASE__URL") {
                 continue;
             }
-            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let toml::Value::Table(section_table) = entry else {
                 return Err(ConfigError::new(section, "must be a table"));
             };
@@ -308,14 +333,20 @@ impl Settings {
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
         };
         if server.grpc_addr == server.rest_addr && server.grpc_addr.port() != 0 {
-            return Err(ConfigError::new("server.rest_addr", "must differ from server.grpc_addr"));
+            return Err(ConfigError::new(
+                "server.rest_addr",
+                "must differ from server.grpc_addr",
+            ));
         }
 
         let tls = match (raw.tls.enabled, raw.tls.cert_file, raw.tls.key_file) {
             (Some(false), _, _) => None,
             (_, Some(cert_file), Some(key_file)) => Some(TlsSettings { cert_file, key_file }),
             (_, None, _) => {
-                return Err(ConfigError::new("tls.cert_file", "is required (or set tls.enabled = false to serve plaintext, for development only)"));
+                return Err(ConfigError::new(
+                    "tls.cert_file",
+                    "is required (or set tls.enabled = false to serve plaintext, for development only)",
+                ));
             }
             (_, _, None) => return Err(ConfigError::new("tls.key_file", "is required with tls.cert_file")),
         };
@@ -339,22 +370,43 @@ impl Settings {
         };
 
         let keyring = match (raw.crypto.master_keys, raw.crypto.master_keys_file) {
-            (Some(_), Some(_)) => return Err(ConfigError::new("crypto.master_keys", "give master_keys or master_keys_file, not both")),
-            (Some(keys), None) => MasterKeyring::parse(&keys).map_err(|e| ConfigError::new("crypto.master_keys", e.to_string()))?,
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "crypto.master_keys",
+                    "give master_keys or master_keys_file, not both",
+                ));
+            }
+            (Some(keys), None) => {
+                MasterKeyring::parse(&keys).map_err(|e| ConfigError::new("crypto.master_keys", e.to_string()))?
+            }
             (None, Some(path)) => {
                 let text = read_secret_file("crypto.master_keys_file", &path)?;
                 MasterKeyring::parse(&text).map_err(|e| ConfigError::new("crypto.master_keys_file", e.to_string()))?
             }
             (None, None) => {
-                return Err(ConfigError::new("crypto.master_keys", "is required: VERSION:BASE64 entries (`juy-calendar keygen` makes one)"));
+                return Err(ConfigError::new(
+                    "crypto.master_keys",
+                    "is required: VERSION:BASE64 entries (`juy-calendar keygen` makes one)",
+                ));
             }
         };
 
-        let issuer = raw.auth.issuer.ok_or_else(|| ConfigError::new("auth.issuer", "is required"))?;
-        let audience = raw.auth.audience.ok_or_else(|| ConfigError::new("auth.audience", "is required"))?;
+        let issuer = raw
+            .auth
+            .issuer
+            .ok_or_else(|| ConfigError::new("auth.issuer", "is required"))?;
+        let audience = raw
+            .auth
+            .audience
+            .ok_or_else(|| ConfigError::new("auth.audience", "is required"))?;
         let mut keys = Vec::new();
         match (raw.auth.hs256_secret, raw.auth.hs256_secret_file) {
-            (Some(_), Some(_)) => return Err(ConfigError::new("auth.hs256_secret", "give hs256_secret or hs256_secret_file, not both")),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "auth.hs256_secret",
+                    "give hs256_secret or hs256_secret_file, not both",
+                ));
+            }
             (Some(secret), None) => keys.push(VerificationKey::Hs256(Zeroizing::new(secret.into_bytes()))),
             (None, Some(path)) => {
                 let secret = read_secret_file("auth.hs256_secret_file", &path)?;
@@ -363,29 +415,49 @@ impl Settings {
             (None, None) => {}
         }
         for path in &raw.auth.rs256_public_key_files {
-            keys.push(VerificationKey::Rs256Pem(read_secret_file("auth.rs256_public_key_files", path)?.to_string()));
+            keys.push(VerificationKey::Rs256Pem(
+                read_secret_file("auth.rs256_public_key_files", path)?.to_string(),
+            ));
         }
         for path in &raw.auth.eddsa_public_key_files {
-            keys.push(VerificationKey::EdDsaPem(read_secret_file("auth.eddsa_public_key_files", path)?.to_string()));
+            keys.push(VerificationKey::EdDsaPem(
+                read_secret_file("auth.eddsa_public_key_files", path)?.to_string(),
+            ));
         }
         if keys.is_empty() {
-            return Err(ConfigError::new("auth.hs256_secret", "no token key configured: give auth.hs256_secret(_file), auth.rs256_public_key_files or auth.eddsa_public_key_files"));
+            return Err(ConfigError::new(
+                "auth.hs256_secret",
+                "no token key configured: give auth.hs256_secret(_file), auth.rs256_public_key_files or auth.eddsa_public_key_files",
+            ));
         }
-        let auth = AuthConfig { issuer, audience, keys, leeway: Duration::from_secs(raw.auth.leeway_secs) };
+        let auth = AuthConfig {
+            issuer,
+            audience,
+            keys,
+            leeway: Duration::from_secs(raw.auth.leeway_secs),
+        };
         juy_api::auth::Authenticator::new(&auth).map_err(|e| ConfigError::new("auth", e.to_string()))?;
 
         let log_format = match raw.telemetry.log_format.as_str() {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
-            other => return Err(ConfigError::new("telemetry.log_format", format!("`{other}` is not json or text"))),
+            other => {
+                return Err(ConfigError::new(
+                    "telemetry.log_format",
+                    format!("`{other}` is not json or text"),
+                ));
+            }
         };
         if tracing_subscriber::EnvFilter::try_new(&raw.telemetry.log_filter).is_err() {
-            return Err(ConfigError::new("telemetry.log_filter", "is not a valid filter directive"));
+            return Err(ConfigError::new(
+                "telemetry.log_filter",
+                "is not a valid filter directive",
+            ));
         }
-        if let Some(endpoint) = &raw.telemetry.otlp_endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(ConfigError::new("telemetry.otlp_endpoint", "must be an http(s):// URL"));
-            }
+        if let Some(endpoint) = &raw.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::new("telemetry.otlp_endpoint", "must be an http(s):// URL"));
         }
         if !(1..=3650).contains(&raw.events.ttl_days) {
             return Err(ConfigError::new("events.ttl_days", "must be between 1 and 3650"));
@@ -448,7 +520,10 @@ mod tests {
         assert!(settings.tls.is_none());
         assert_eq!(settings.server.grpc_addr.port(), 9443);
         assert_eq!(settings.event_ttl, chrono::Duration::days(30));
-        assert!(!format!("{settings:?}").contains("0123456789abcdef"), "secrets stay out of Debug");
+        assert!(
+            !format!("{settings:?}").contains("0123456789abcdef"),
+            "secrets stay out of Debug"
+        );
     }
 
     #[test]
@@ -467,24 +542,75 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert!(load(with("JUY_SERVER__GRPC_ADDR", "nowhere")).unwrap_err().setting.starts_with("server.grpc_addr"));
-        assert!(load(with("JUY_DATABASE__MAX_CONNECTIONS", "many")).unwrap_err().setting.starts_with("database.max_connections"));
-        assert!(load(with("JUY_SERVER__BOGUS", "1")).unwrap_err().to_string().contains("bogus"));
-        assert!(load(with("JUY_CRYPTO__MASTER_KEYS", "1:c2hvcnQ=")).unwrap_err().to_string().contains("32 bytes"));
-        assert!(load(with("JUY_AUTH__HS256_SECRET", "short")).unwrap_err().to_string().contains("32 bytes"));
-        assert!(load(with("JUY_TELEMETRY__LOG_FORMAT", "xml")).unwrap_err().setting.starts_with("telemetry.log_format"));
-        assert!(load(with("DATABASE_URL", "mysql://x")).unwrap_err().setting.starts_with("database.url"));
+        assert!(
+            load(with("JUY_SERVER__GRPC_ADDR", "nowhere"))
+                .unwrap_err()
+                .setting
+                .starts_with("server.grpc_addr")
+        );
+        assert!(
+            load(with("JUY_DATABASE__MAX_CONNECTIONS", "many"))
+                .unwrap_err()
+                .setting
+                .starts_with("database.max_connections")
+        );
+        assert!(
+            load(with("JUY_SERVER__BOGUS", "1"))
+                .unwrap_err()
+                .to_string()
+                .contains("bogus")
+        );
+        assert!(
+            load(with("JUY_CRYPTO__MASTER_KEYS", "1:c2hvcnQ="))
+                .unwrap_err()
+                .to_string()
+                .contains("32 bytes")
+        );
+        assert!(
+            load(with("JUY_AUTH__HS256_SECRET", "short"))
+                .unwrap_err()
+                .to_string()
+                .contains("32 bytes")
+        );
+        assert!(
+            load(with("JUY_TELEMETRY__LOG_FORMAT", "xml"))
+                .unwrap_err()
+                .setting
+                .starts_with("telemetry.log_format")
+        );
+        assert!(
+            load(with("DATABASE_URL", "mysql://x"))
+                .unwrap_err()
+                .setting
+                .starts_with("database.url")
+        );
     }
 
     #[test]
     fn file_values_are_overridden_by_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("juy.toml");
-        std::fs::write(&path, "[server]\ngrpc_addr = \"127.0.0.1:1111\"\nrest_addr = \"127.0.0.1:2222\"\n").unwrap();
-        let settings = Settings::load(&Sources { file: Some(path.clone()), env: with("JUY_SERVER__REST_ADDR", "127.0.0.1:3333") }).unwrap();
+        std::fs::write(
+            &path,
+            "[server]\ngrpc_addr = \"127.0.0.1:1111\"\nrest_addr = \"127.0.0.1:2222\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(&Sources {
+            file: Some(path.clone()),
+            env: with("JUY_SERVER__REST_ADDR", "127.0.0.1:3333"),
+        })
+        .unwrap();
         assert_eq!(settings.server.grpc_addr.port(), 1111);
         assert_eq!(settings.server.rest_addr.port(), 3333);
         std::fs::write(&path, "[server\n").unwrap();
-        assert!(Settings::load(&Sources { file: Some(path), env: minimal() }).unwrap_err().setting.starts_with("--config"));
+        assert!(
+            Settings::load(&Sources {
+                file: Some(path),
+                env: minimal()
+            })
+            .unwrap_err()
+            .setting
+            .starts_with("--config")
+        );
     }
 }

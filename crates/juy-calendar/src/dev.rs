@@ -10,8 +10,8 @@ use chrono::{DateTime, Datelike as _, Duration, NaiveDate, TimeZone as _, Utc};
 
 use juy_crypto::MasterKey;
 use juy_domain::{
-    AccountStatus, AllDayDates, Attendee, Calendar, CalendarEvent, EventId, EventKind, EventStatus,
-    Provider, Reminder, ReminderMethod, ResponseStatus, Transparency, UserId,
+    AccountStatus, AllDayDates, Attendee, Calendar, CalendarEvent, EventId, EventKind, EventStatus, Provider, Reminder,
+    ReminderMethod, ResponseStatus, Transparency, UserId,
 };
 use juy_store::Store;
 use juy_store::accounts::{self, NewAccount};
@@ -105,7 +105,11 @@ pub async fn seed(store: &Store, user: &UserId, monday: NaiveDate, ttl: Duration
             external_account_id: format!("dev-google-{user}"),
             display_name: Some(format!("{user}@gmail.example")),
             status: AccountStatus::Active,
-            scopes: vec!["openid".into(), "email".into(), "https://www.googleapis.com/auth/calendar.readonly".into()],
+            scopes: vec![
+                "openid".into(),
+                "email".into(),
+                "https://www.googleapis.com/auth/calendar.readonly".into(),
+            ],
             server_url: None,
             credentials: Some(b"{\"dev\":\"not a real token\"}".to_vec()),
         },
@@ -142,7 +146,15 @@ pub async fn seed(store: &Store, user: &UserId, monday: NaiveDate, ttl: Duration
         user,
         &[
             new_calendar(google.id, Provider::Google, "primary", "Work", "#1a73e8", true, true),
-            new_calendar(google.id, Provider::Google, "holidays", "Team holidays", "#7986cb", false, false),
+            new_calendar(
+                google.id,
+                Provider::Google,
+                "holidays",
+                "Team holidays",
+                "#7986cb",
+                false,
+                false,
+            ),
         ],
     )
     .await?;
@@ -151,18 +163,34 @@ pub async fn seed(store: &Store, user: &UserId, monday: NaiveDate, ttl: Duration
             &mut conn,
             &key,
             user,
-            &[new_calendar(microsoft.id, Provider::Microsoft, "AAMkAGI2-calendar", "Calendar", "#d13438", true, true)],
+            &[new_calendar(
+                microsoft.id,
+                Provider::Microsoft,
+                "AAMkAGI2-calendar",
+                "Calendar",
+                "#d13438",
+                true,
+                true,
+            )],
         )
         .await?,
     );
-    let by_name = |name: &str| cals.iter().find(|c| c.provider_calendar_id == name).map(|c| (c.id, c.provider));
+    let by_name = |name: &str| {
+        cals.iter()
+            .find(|c| c.provider_calendar_id == name)
+            .map(|c| (c.id, c.provider))
+    };
     let (work, holidays, outlook) = match (by_name("primary"), by_name("holidays"), by_name("AAMkAGI2-calendar")) {
         (Some(w), Some(h), Some(o)) => (w, h, o),
         _ => anyhow::bail!("seeded calendars missing after upsert"),
     };
 
     let day = |n: i64| monday + Duration::days(n);
-    let event = |(calendar_id, provider): (juy_domain::CalendarId, Provider), external: String, title: &str, start: DateTime<Utc>, end: DateTime<Utc>| CalendarEvent {
+    let event = |(calendar_id, provider): (juy_domain::CalendarId, Provider),
+                 external: String,
+                 title: &str,
+                 start: DateTime<Utc>,
+                 end: DateTime<Utc>| CalendarEvent {
         id: EventId::new(),
         user_id: user.clone(),
         calendar_id,
@@ -184,47 +212,112 @@ pub async fn seed(store: &Store, user: &UserId, monday: NaiveDate, ttl: Duration
         attendees: Vec::new(),
         series_id: None,
         instance_start: None,
-        reminders: vec![Reminder { minutes_before: 10, method: ReminderMethod::Popup }],
+        reminders: vec![Reminder {
+            minutes_before: 10,
+            method: ReminderMethod::Popup,
+        }],
         etag: Some("\"1\"".to_owned()),
         updated: Some(at(monday, 0, 0) - Duration::days(7)),
     };
     let mut list = Vec::new();
     for n in 0..5 {
         let start = at(day(n), 8, 0);
-        let mut standup = event(work, format!("standup_{}", day(n).format("%Y%m%dT080000Z")), "Standup", start, start + Duration::minutes(15));
+        let mut standup = event(
+            work,
+            format!("standup_{}", day(n).format("%Y%m%dT080000Z")),
+            "Standup",
+            start,
+            start + Duration::minutes(15),
+        );
         standup.series_id = Some("standup".into());
         standup.instance_start = Some(start);
         standup.ical_uid = Some("standup@google.com".into());
         list.push(standup);
     }
-    let mut one_on_one = event(outlook, "AAMkAGI2-1on1".into(), "1:1 with Sam", at(day(1), 13, 0), at(day(1), 13, 30));
+    let mut one_on_one = event(
+        outlook,
+        "AAMkAGI2-1on1".into(),
+        "1:1 with Sam",
+        at(day(1), 13, 0),
+        at(day(1), 13, 30),
+    );
     one_on_one.self_response = ResponseStatus::Accepted;
-    one_on_one.organizer = Some(Attendee { email: "sam@example.com".into(), name: Some("Sam".into()), response: ResponseStatus::Organizer, is_self: false, optional: false });
-    one_on_one.attendees = vec![Attendee { email: format!("{user}@outlook.example"), name: None, response: ResponseStatus::Accepted, is_self: true, optional: false }];
+    one_on_one.organizer = Some(Attendee {
+        email: "sam@example.com".into(),
+        name: Some("Sam".into()),
+        response: ResponseStatus::Organizer,
+        is_self: false,
+        optional: false,
+    });
+    one_on_one.attendees = vec![Attendee {
+        email: format!("{user}@outlook.example"),
+        name: None,
+        response: ResponseStatus::Accepted,
+        is_self: true,
+        optional: false,
+    }];
     list.push(one_on_one);
     let mut dentist = event(work, "dentist".into(), "Dentist", at(day(2), 15, 0), at(day(2), 16, 0));
     dentist.location = Some("Main Street 1".into());
     dentist.description = Some("Bring the insurance card".into());
     list.push(dentist);
-    let mut offsite = event(holidays, "offsite".into(), "Team offsite", at(day(3), 0, 0) - Duration::hours(1), at(day(4), 0, 0) - Duration::hours(1));
-    offsite.all_day = Some(AllDayDates { start: day(3), end: day(4) });
+    let mut offsite = event(
+        holidays,
+        "offsite".into(),
+        "Team offsite",
+        at(day(3), 0, 0) - Duration::hours(1),
+        at(day(4), 0, 0) - Duration::hours(1),
+    );
+    offsite.all_day = Some(AllDayDates {
+        start: day(3),
+        end: day(4),
+    });
     offsite.kind = EventKind::OutOfOffice;
     list.push(offsite);
-    let mut review = event(outlook, "AAMkAGI2-review".into(), "Budget review", at(day(3), 9, 0), at(day(3), 10, 0));
+    let mut review = event(
+        outlook,
+        "AAMkAGI2-review".into(),
+        "Budget review",
+        at(day(3), 9, 0),
+        at(day(3), 10, 0),
+    );
     review.self_response = ResponseStatus::Declined;
     list.push(review);
-    let mut lunch = event(outlook, "AAMkAGI2-lunch".into(), "Lunch with Alex", at(day(4), 11, 0), at(day(4), 12, 0));
+    let mut lunch = event(
+        outlook,
+        "AAMkAGI2-lunch".into(),
+        "Lunch with Alex",
+        at(day(4), 11, 0),
+        at(day(4), 12, 0),
+    );
     lunch.transparency = Transparency::Transparent;
     list.push(lunch);
-    list.push(event(work, "release".into(), "Release night", at(day(4), 22, 30), at(day(5), 0, 30)));
+    list.push(event(
+        work,
+        "release".into(),
+        "Release night",
+        at(day(4), 22, 30),
+        at(day(5), 0, 30),
+    ));
 
     events::upsert_events(&mut conn, &key, &list, Utc::now(), ttl).await?;
     let range = juy_domain::TimeRange::new(at(monday, 0, 0), at(day(7), 0, 0))?;
     let stored = events::list_events(
         &mut conn,
         &key,
-        &events::EventQuery { user_id: user.clone(), range, providers: vec![], calendar_ids: vec![], after: None, limit: 1000 },
+        &events::EventQuery {
+            user_id: user.clone(),
+            range,
+            providers: vec![],
+            calendar_ids: vec![],
+            after: None,
+            limit: 1000,
+        },
     )
     .await?;
-    Ok(SeedSummary { user: user.clone(), calendars: cals, events: stored })
+    Ok(SeedSummary {
+        user: user.clone(),
+        calendars: cals,
+        events: stored,
+    })
 }

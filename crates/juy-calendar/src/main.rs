@@ -41,7 +41,10 @@ enum Command {
 
 fn sources(cli: &Cli, defaults: Vec<(String, String)>) -> Sources {
     // Later entries win: the real environment overrides the defaults.
-    Sources { file: cli.config.clone(), env: defaults.into_iter().chain(std::env::vars()).collect() }
+    Sources {
+        file: cli.config.clone(),
+        env: defaults.into_iter().chain(std::env::vars()).collect(),
+    }
 }
 
 fn load(sources: &Sources) -> anyhow::Result<Settings> {
@@ -71,14 +74,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen => {
             let key = juy_crypto::MasterKey::generate();
             println!("{}", *key.to_base64());
-            eprintln!("add it as the next version, e.g. crypto.master_keys = \"2:<key>,1:<old key>\"; then run rotate-keys");
+            eprintln!(
+                "add it as the next version, e.g. crypto.master_keys = \"2:<key>,1:<old key>\"; then run rotate-keys"
+            );
             Ok(())
         }
         Command::Migrate => {
             let settings = load(&sources(&cli, vec![]))?;
             let _guard = telemetry::init(&settings.telemetry)?;
             let applied = juy_store::run_migrations(&settings.database.database_url).await?;
-            println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
+            println!(
+                "applied {} migration(s){}",
+                applied.len(),
+                if applied.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", applied.join(", "))
+                }
+            );
             Ok(())
         }
         Command::RotateKeys => {
@@ -108,7 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let running = server::start(settings).await?;
             let user = juy_domain::UserId::new("dev-user")?;
             let monday = dev::monday_of(chrono::Utc::now().date_naive());
-            let seeded = dev::seed(&running.store, &user, monday, ttl).await.context("seeding the dev user")?;
+            let seeded = dev::seed(&running.store, &user, monday, ttl)
+                .await
+                .context("seeding the dev user")?;
             let secret = match auth.keys.first() {
                 Some(juy_api::auth::VerificationKey::Hs256(secret)) => secret.clone(),
                 _ => anyhow::bail!("the dev command needs an HS256 secret (auth.hs256_secret_file)"),

@@ -68,8 +68,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             tracing::info!(count = applied.len(), "applied migrations");
         }
     }
-    let store = Store::connect(&settings.database, settings.keyring.clone())
-        .context("connecting to the database")?;
+    let store = Store::connect(&settings.database, settings.keyring.clone()).context("connecting to the database")?;
     let auth = Arc::new(Authenticator::new(&settings.auth).context("setting auth")?);
     let service = CalendarService::new(store.clone(), Arc::new(SystemClock));
     let routers = juy_api::routers(service, auth, settings.server.request_timeout).await?;
@@ -98,12 +97,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         let health_task = async move {
             stop_requested(&mut stopped_for_health).await;
             health.set_not_serving::<juy_api::pb::v1::calendar_sync_server::CalendarSyncServer<juy_api::grpc::CalendarSyncApi>>().await;
-            health.set_not_serving::<juy_api::pb::v1::admin_server::AdminServer<juy_api::grpc::AdminApi>>().await;
+            health
+                .set_not_serving::<juy_api::pb::v1::admin_server::AdminServer<juy_api::grpc::AdminApi>>()
+                .await;
         };
         let (grpc, rest, ()) = tokio::join!(grpc, rest, health_task);
         grpc.and(rest)
     });
-    Ok(RunningServer { grpc_addr, rest_addr, store, stop, task })
+    Ok(RunningServer {
+        grpc_addr,
+        rest_addr,
+        store,
+        stop,
+        task,
+    })
 }
 
 async fn serve(
@@ -133,7 +140,9 @@ async fn serve(
         let builder = builder.clone();
         match &tls {
             None => {
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {
@@ -154,7 +163,9 @@ async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
                     if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(%peer, error = %error, "connection ended with an error");
                     }

@@ -45,13 +45,21 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
     let mut guard = TelemetryGuard::default();
     let otel = match &settings.otlp_endpoint {
         Some(endpoint) => {
-            let resource = Resource::builder().with_service_name(settings.service_name.clone()).build();
-            let spans = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+            let resource = Resource::builder()
+                .with_service_name(settings.service_name.clone())
+                .build();
+            let spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
             let tracer_provider = SdkTracerProvider::builder()
                 .with_batch_exporter(spans)
                 .with_resource(resource.clone())
                 .build();
-            let metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+            let metrics = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
             let meter_provider = SdkMeterProvider::builder()
                 .with_periodic_exporter(metrics)
                 .with_resource(resource)
@@ -65,6 +73,10 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
         None => None,
     };
     // A second init (tests starting several servers) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
     Ok(guard)
 }

@@ -14,8 +14,12 @@ use crate::config::TlsSettings;
 /// Builds the acceptor from PEM files; errors name the file.
 pub fn acceptor(settings: &TlsSettings) -> anyhow::Result<TlsAcceptor> {
     let certs = load_certs(&settings.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&settings.key_file)
-        .with_context(|| format!("setting tls.key_file: cannot read a PEM private key from {}", settings.key_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&settings.key_file).with_context(|| {
+        format!(
+            "setting tls.key_file: cannot read a PEM private key from {}",
+            settings.key_file.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -32,6 +36,10 @@ fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .with_context(|| format!("setting tls.cert_file: cannot read {}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("setting tls.cert_file: {} is not PEM certificates", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "setting tls.cert_file: {} holds no certificate", path.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "setting tls.cert_file: {} holds no certificate",
+        path.display()
+    );
     Ok(certs)
 }

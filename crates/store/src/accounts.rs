@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::{now, sql};
-use diesel::sql_types::{Nullable, Timestamptz};
 use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use juy_crypto::{Aad, DataKey};
 use juy_domain::{AccountId, AccountStatus, ConnectedAccount, Provider, UserId};
@@ -116,7 +116,8 @@ pub async fn upsert_account(
     key: &DataKey,
     account: &NewAccount,
 ) -> Result<ConnectedAccount, StoreError> {
-    conn.transaction(async |conn| upsert_account_in_transaction(conn, key, account).await).await
+    conn.transaction(async |conn| upsert_account_in_transaction(conn, key, account).await)
+        .await
 }
 
 async fn upsert_account_in_transaction(
@@ -139,8 +140,10 @@ async fn upsert_account_in_transaction(
             .await
             .optional()?;
         let id = existing.unwrap_or_else(|| AccountId::new().0);
-        let display_name_enc =
-            account.display_name.as_ref().map(|name| key.seal_str(name, &aad("display_name_enc", user, id)));
+        let display_name_enc = account
+            .display_name
+            .as_ref()
+            .map(|name| key.seal_str(name, &aad("display_name_enc", user, id)));
         let credentials_enc = match (&account.credentials, revoked) {
             (_, true) => Some(None),
             (Some(credentials), false) => Some(Some(key.seal(credentials, &aad("credentials_enc", user, id)))),
@@ -186,7 +189,9 @@ async fn upsert_account_in_transaction(
             return row.decode(key);
         }
     }
-    Err(StoreError::Database("the account changed concurrently; try again".into()))
+    Err(StoreError::Database(
+        "the account changed concurrently; try again".into(),
+    ))
 }
 
 /// Every account of `user`, revoked ones included, ordered by (connected_at, id).
@@ -235,8 +240,9 @@ pub async fn load_credentials(
         .first(conn)
         .await
         .optional()?;
-    let Some(sealed) = sealed.flatten() else { return Ok(None) };
-    let sealed = Zeroizing::new(sealed);
+    let Some(sealed) = sealed.flatten() else {
+        return Ok(None);
+    };
     key.open(&sealed, &aad("credentials_enc", user.as_str(), id.0))
         .map(Some)
         .map_err(|_| StoreError::Corrupt(format!("account {id}: credentials could not be decrypted")))
@@ -290,7 +296,11 @@ pub struct AdminCursor {
 impl AdminAccountRow {
     /// The cursor that continues the listing after this row.
     pub fn cursor(&self) -> AdminCursor {
-        AdminCursor { connected_at: self.connected_at, user_id: self.user_id.clone(), account_id: self.account_id }
+        AdminCursor {
+            connected_at: self.connected_at,
+            user_id: self.user_id.clone(),
+            account_id: self.account_id,
+        }
     }
 }
 
@@ -331,12 +341,25 @@ pub async fn admin_list_accounts(
     if let Some(cursor) = after {
         let user = cursor.user_id.as_str().to_owned();
         query = query.filter(
-            a::connected_at.gt(cursor.connected_at).or(a::connected_at.eq(cursor.connected_at).and(
-                a::user_id.gt(user.clone()).or(a::user_id.eq(user).and(a::id.gt(cursor.account_id.0))),
-            )),
+            a::connected_at
+                .gt(cursor.connected_at)
+                .or(a::connected_at.eq(cursor.connected_at).and(
+                    a::user_id
+                        .gt(user.clone())
+                        .or(a::user_id.eq(user).and(a::id.gt(cursor.account_id.0))),
+                )),
         );
     }
-    type Row = (String, Uuid, String, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>);
+    type Row = (
+        String,
+        Uuid,
+        String,
+        String,
+        Option<String>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+    );
     let rows: Vec<Row> = query.load(conn).await?;
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -352,23 +375,27 @@ pub async fn admin_list_accounts(
         .select((c::user_id, c::account_id, diesel::dsl::count_star()))
         .load(conn)
         .await?;
-    let counts: HashMap<(String, Uuid), i64> =
-        counts.into_iter().map(|(user, account, count)| ((user, account), count)).collect();
+    let counts: HashMap<(String, Uuid), i64> = counts
+        .into_iter()
+        .map(|(user, account, count)| ((user, account), count))
+        .collect();
 
     rows.into_iter()
-        .map(|(user_id, id, provider, status, status_reason, connected_at, last_sync_at, last_error)| {
-            let corrupt = |what: &str| StoreError::Corrupt(format!("account {id}: {what}"));
-            Ok(AdminAccountRow {
-                calendar_count: counts.get(&(user_id.clone(), id)).copied().unwrap_or(0),
-                user_id: UserId::new(user_id).map_err(|_| corrupt("bad user id"))?,
-                account_id: AccountId(id),
-                provider: provider.parse().map_err(|_| corrupt("unknown provider"))?,
-                status: status.parse().map_err(|_| corrupt("unknown status"))?,
-                status_reason,
-                connected_at,
-                last_sync_at,
-                last_error,
-            })
-        })
+        .map(
+            |(user_id, id, provider, status, status_reason, connected_at, last_sync_at, last_error)| {
+                let corrupt = |what: &str| StoreError::Corrupt(format!("account {id}: {what}"));
+                Ok(AdminAccountRow {
+                    calendar_count: counts.get(&(user_id.clone(), id)).copied().unwrap_or(0),
+                    user_id: UserId::new(user_id).map_err(|_| corrupt("bad user id"))?,
+                    account_id: AccountId(id),
+                    provider: provider.parse().map_err(|_| corrupt("unknown provider"))?,
+                    status: status.parse().map_err(|_| corrupt("unknown status"))?,
+                    status_reason,
+                    connected_at,
+                    last_sync_at,
+                    last_error,
+                })
+            },
+        )
         .collect()
 }

@@ -131,7 +131,10 @@ pub async fn upsert_calendars(
     conn.transaction(async |conn| {
         check_accounts_owned(conn, user, order.iter().map(|(account, _)| *account)).await?;
         let mut stored: HashMap<(AccountId, String), Calendar> = HashMap::new();
-        let mut pending: Vec<&NewCalendar> = order.iter().filter_map(|natural| latest.get(natural).copied()).collect();
+        let mut pending: Vec<&NewCalendar> = order
+            .iter()
+            .filter_map(|natural| latest.get(natural).copied())
+            .collect();
         // Ciphertexts are bound to the row id, so existing rows keep theirs and
         // names are sealed for it; rows whose id changed under us (a concurrent
         // insert) are left alone by the statement and sealed again.
@@ -176,17 +179,17 @@ pub async fn upsert_calendars(
                     c::updated_at.eq(now),
                 ));
             // `ON CONFLICT … DO UPDATE … WHERE`: only a row that kept its id is updated.
-            let returned: Vec<CalendarRow> = diesel::query_dsl::methods::FilterDsl::filter(upsert, c::id.eq(excluded(c::id)))
-                .returning(CalendarRow::as_returning())
-                .get_results(conn)
-                .await?;
+            let returned: Vec<CalendarRow> =
+                diesel::query_dsl::methods::FilterDsl::filter(upsert, c::id.eq(excluded(c::id)))
+                    .returning(CalendarRow::as_returning())
+                    .get_results(conn)
+                    .await?;
             for row in returned {
                 let calendar = row.decode(key)?;
                 stored.insert((calendar.account_id, calendar.provider_calendar_id.clone()), calendar);
             }
-            pending.retain(|calendar| {
-                !stored.contains_key(&(calendar.account_id, calendar.provider_calendar_id.clone()))
-            });
+            pending
+                .retain(|calendar| !stored.contains_key(&(calendar.account_id, calendar.provider_calendar_id.clone())));
         }
         if !pending.is_empty() {
             return Err(StoreError::Database("calendars changed concurrently; try again".into()));
@@ -214,7 +217,10 @@ async fn check_accounts_owned(
         .load(conn)
         .await?;
     match wanted.into_iter().find(|id| !found.contains(id)) {
-        Some(missing) => Err(StoreError::NotFound { what: "account", id: missing.to_string() }),
+        Some(missing) => Err(StoreError::NotFound {
+            what: "account",
+            id: missing.to_string(),
+        }),
         None => Ok(()),
     }
 }
@@ -225,7 +231,10 @@ async fn existing_calendar_ids(
     calendars: &[&NewCalendar],
 ) -> Result<HashMap<(Uuid, String), Uuid>, StoreError> {
     let accounts: Vec<Uuid> = calendars.iter().map(|calendar| calendar.account_id.0).collect();
-    let provider_ids: Vec<&str> = calendars.iter().map(|calendar| calendar.provider_calendar_id.as_str()).collect();
+    let provider_ids: Vec<&str> = calendars
+        .iter()
+        .map(|calendar| calendar.provider_calendar_id.as_str())
+        .collect();
     // The two ANY filters may also match pairs not asked for; the map lookup ignores them.
     let rows: Vec<(Uuid, String, Uuid)> = c::table
         .filter(c::user_id.eq(user.as_str()))
@@ -234,7 +243,10 @@ async fn existing_calendar_ids(
         .select((c::account_id, c::provider_calendar_id, c::id))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|(account, provider_id, id)| ((account, provider_id), id)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(account, provider_id, id)| ((account, provider_id), id))
+        .collect())
 }
 
 /// `user`'s calendars, of one account or all, ordered by (account, primary first, id).
@@ -268,7 +280,8 @@ pub async fn set_calendar_modes(
     user: &UserId,
     modes: &[(CalendarId, CalendarMode)],
 ) -> Result<Vec<Calendar>, StoreError> {
-    conn.transaction(async |conn| apply_calendar_modes(conn, key, user, modes).await).await
+    conn.transaction(async |conn| apply_calendar_modes(conn, key, user, modes).await)
+        .await
 }
 
 /// [`set_calendar_modes`] inside the caller's transaction.
@@ -299,24 +312,38 @@ pub(crate) async fn apply_calendar_modes(
         .collect();
     for id in &ids {
         match writable.get(id) {
-            None => return Err(StoreError::NotFound { what: "calendar", id: id.to_string() }),
+            None => {
+                return Err(StoreError::NotFound {
+                    what: "calendar",
+                    id: id.to_string(),
+                });
+            }
             Some(false) if wanted.get(id) == Some(&CalendarMode::Write) => {
-                return Err(StoreError::CalendarNotWritable { calendar_id: CalendarId(*id) });
+                return Err(StoreError::CalendarNotWritable {
+                    calendar_id: CalendarId(*id),
+                });
             }
             Some(_) => {}
         }
     }
-    let write_ids: Vec<Uuid> =
-        ids.iter().copied().filter(|id| wanted.get(id) == Some(&CalendarMode::Write)).collect();
-    let mut rows: Vec<CalendarRow> = diesel::update(c::table.filter(c::user_id.eq(user.as_str())).filter(c::id.eq_any(&ids)))
-        .set((
-            c::mode.eq(case_when(c::id.eq_any(&write_ids), CalendarMode::Write.as_str().into_sql::<Text>())
+    let write_ids: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .filter(|id| wanted.get(id) == Some(&CalendarMode::Write))
+        .collect();
+    let mut rows: Vec<CalendarRow> =
+        diesel::update(c::table.filter(c::user_id.eq(user.as_str())).filter(c::id.eq_any(&ids)))
+            .set((
+                c::mode.eq(case_when(
+                    c::id.eq_any(&write_ids),
+                    CalendarMode::Write.as_str().into_sql::<Text>(),
+                )
                 .otherwise(CalendarMode::ReadOnly.as_str().into_sql::<Text>())),
-            c::updated_at.eq(now),
-        ))
-        .returning(CalendarRow::as_returning())
-        .get_results(conn)
-        .await?;
-    rows.sort_by(|x, y| (x.account_id, !x.is_primary, x.id).cmp(&(y.account_id, !y.is_primary, y.id)));
+                c::updated_at.eq(now),
+            ))
+            .returning(CalendarRow::as_returning())
+            .get_results(conn)
+            .await?;
+    rows.sort_by_key(|row| (row.account_id, !row.is_primary, row.id));
     rows.into_iter().map(|row| row.decode(key)).collect()
 }

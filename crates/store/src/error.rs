@@ -46,8 +46,9 @@ impl From<diesel::result::Error> for StoreError {
     fn from(err: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match err {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | Error::BrokenTransactionManager => Self::Unavailable(err.to_string()),
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | Error::BrokenTransactionManager => {
+                Self::Unavailable(err.to_string())
+            }
             other => Self::Database(other.to_string()),
         }
     }

@@ -19,7 +19,7 @@ use crate::schema::{calendars as c, user_calendar_events as e};
 
 const TABLE: &str = "user_calendar_events";
 
-/// The most events one INSERT carries (28 parameters each, well under PostgreSQL's 65535).
+/// The most events one INSERT carries (26 parameters each, well under the 65535 PostgreSQL allows).
 const CHUNK: usize = 500;
 
 /// Which of a user's events to list, and which page.
@@ -91,11 +91,13 @@ impl<'a> EventInsert<'a> {
         expires_at: DateTime<Utc>,
     ) -> Result<Self, StoreError> {
         let user = event.user_id.as_str();
-        let seal_text = |column: &str, text: &Option<String>| {
-            text.as_ref().map(|text| key.seal_str(text, &aad(column, user, id)))
-        };
+        let seal_text =
+            |column: &str, text: &Option<String>| text.as_ref().map(|text| key.seal_str(text, &aad(column, user, id)));
         let attendees_enc = if event.organizer.is_some() || !event.attendees.is_empty() {
-            let people = People { organizer: event.organizer.clone(), attendees: event.attendees.clone() };
+            let people = People {
+                organizer: event.organizer.clone(),
+                attendees: event.attendees.clone(),
+            };
             let json = Zeroizing::new(serde_json::to_vec(&people).map_err(|_| {
                 StoreError::InvalidInput(format!("event {}: attendees cannot be serialised", event.id))
             })?);
@@ -103,9 +105,8 @@ impl<'a> EventInsert<'a> {
         } else {
             None
         };
-        let reminders = serde_json::to_value(&event.reminders).map_err(|_| {
-            StoreError::InvalidInput(format!("event {}: reminders cannot be serialised", event.id))
-        })?;
+        let reminders = serde_json::to_value(&event.reminders)
+            .map_err(|_| StoreError::InvalidInput(format!("event {}: reminders cannot be serialised", event.id)))?;
         Ok(Self {
             user_id: user,
             id,
@@ -151,10 +152,14 @@ pub async fn upsert_events(
     synced_at: DateTime<Utc>,
     ttl: chrono::Duration,
 ) -> Result<usize, StoreError> {
-    let Some(first) = events.first() else { return Ok(0) };
+    let Some(first) = events.first() else {
+        return Ok(0);
+    };
     let user = &first.user_id;
     if events.iter().any(|event| event.user_id != *user) {
-        return Err(StoreError::InvalidInput("one call may only store events of one user".into()));
+        return Err(StoreError::InvalidInput(
+            "one call may only store events of one user".into(),
+        ));
     }
     let expires_at = synced_at
         .checked_add_signed(ttl)
@@ -186,8 +191,12 @@ async fn check_calendars_owned(
     user: &UserId,
     events: &[&CalendarEvent],
 ) -> Result<(), StoreError> {
-    let wanted: Vec<Uuid> =
-        events.iter().map(|event| event.calendar_id.0).collect::<HashSet<_>>().into_iter().collect();
+    let wanted: Vec<Uuid> = events
+        .iter()
+        .map(|event| event.calendar_id.0)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let found: HashSet<Uuid> = c::table
         .filter(c::user_id.eq(user.as_str()))
         .filter(c::id.eq_any(&wanted))
@@ -197,7 +206,10 @@ async fn check_calendars_owned(
         .into_iter()
         .collect();
     match events.iter().find(|event| !found.contains(&event.calendar_id.0)) {
-        Some(event) => Err(StoreError::NotFound { what: "calendar", id: event.calendar_id.to_string() }),
+        Some(event) => Err(StoreError::NotFound {
+            what: "calendar",
+            id: event.calendar_id.to_string(),
+        }),
         None => Ok(()),
     }
 }
@@ -219,7 +231,10 @@ async fn upsert_chunk(
         let rows = pending
             .iter()
             .map(|event| {
-                let id = ids.get(&(event.calendar_id.0, event.external_id.clone())).copied().unwrap_or(event.id.0);
+                let id = ids
+                    .get(&(event.calendar_id.0, event.external_id.clone()))
+                    .copied()
+                    .unwrap_or(event.id.0);
                 EventInsert::seal(event, id, key, synced_at, expires_at)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -277,8 +292,12 @@ async fn existing_event_ids(
     user: &UserId,
     events: &[&CalendarEvent],
 ) -> Result<HashMap<(Uuid, String), Uuid>, StoreError> {
-    let calendars: Vec<Uuid> =
-        events.iter().map(|event| event.calendar_id.0).collect::<HashSet<_>>().into_iter().collect();
+    let calendars: Vec<Uuid> = events
+        .iter()
+        .map(|event| event.calendar_id.0)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let external_ids: Vec<&str> = events.iter().map(|event| event.external_id.as_str()).collect();
     // The two ANY filters may also match pairs not asked for; the map lookup ignores them.
     let rows: Vec<(Uuid, String, Uuid)> = e::table
@@ -288,7 +307,10 @@ async fn existing_event_ids(
         .select((e::calendar_id, e::external_id, e::id))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|(calendar, external, id)| ((calendar, external), id)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(calendar, external, id)| ((calendar, external), id))
+        .collect())
 }
 
 #[derive(Queryable, Selectable)]
@@ -338,11 +360,15 @@ impl EventRow {
         let description = open_text("description_enc", &self.description_enc)?;
         let people = match &self.attendees_enc {
             Some(sealed) => {
-                let json =
-                    key.open(sealed, &aad("attendees_enc", user, id)).map_err(|_| corrupt("could not be decrypted"))?;
+                let json = key
+                    .open(sealed, &aad("attendees_enc", user, id))
+                    .map_err(|_| corrupt("could not be decrypted"))?;
                 serde_json::from_slice::<People>(&json).map_err(|_| corrupt("attendees are not valid"))?
             }
-            None => People { organizer: None, attendees: Vec::new() },
+            None => People {
+                organizer: None,
+                attendees: Vec::new(),
+            },
         };
         let all_day = match (self.all_day_start, self.all_day_end) {
             (Some(start), Some(end)) => Some(AllDayDates { start, end }),
@@ -365,7 +391,10 @@ impl EventRow {
             all_day,
             status: self.status.parse().map_err(|_| corrupt("unknown status"))?,
             transparency: self.transparency.parse().map_err(|_| corrupt("unknown transparency"))?,
-            self_response: self.self_response.parse().map_err(|_| corrupt("unknown response status"))?,
+            self_response: self
+                .self_response
+                .parse()
+                .map_err(|_| corrupt("unknown response status"))?,
             kind: self.kind.parse().map_err(|_| corrupt("unknown kind"))?,
             organizer: people.organizer,
             attendees: people.attendees,
@@ -437,5 +466,9 @@ pub async fn delete_expired_events(
 
 /// How many events `user` has stored.
 pub async fn count_events(conn: &mut AsyncPgConnection, user: &UserId) -> Result<i64, StoreError> {
-    Ok(e::table.filter(e::user_id.eq(user.as_str())).count().get_result(conn).await?)
+    Ok(e::table
+        .filter(e::user_id.eq(user.as_str()))
+        .count()
+        .get_result(conn)
+        .await?)
 }

@@ -75,10 +75,14 @@ impl Store {
             .first(conn)
             .await
             .optional()?;
-        let Some((version, wrapped)) = row else { return Ok(None) };
-        let key = self
-            .keyring()
-            .unwrap(&wrapped, data_key_version(version)?, &wrapped_key_aad(user.as_str(), version))?;
+        let Some((version, wrapped)) = row else {
+            return Ok(None);
+        };
+        let key = self.keyring().unwrap(
+            &wrapped,
+            data_key_version(version)?,
+            &wrapped_key_aad(user.as_str(), version),
+        )?;
         Ok(Some(key))
     }
 
@@ -92,7 +96,10 @@ impl Store {
             .count()
             .get_result(&mut *conn)
             .await?;
-        let mut report = RotationReport { rewrapped: 0, already_current: already_current.unsigned_abs() };
+        let mut report = RotationReport {
+            rewrapped: 0,
+            already_current: already_current.unsigned_abs(),
+        };
         // Walking in key order guarantees an end even if a row were left behind.
         let mut after: Option<(String, i32)> = None;
         loop {
@@ -105,7 +112,11 @@ impl Store {
             report.rewrapped += count;
             after = Some(last);
         }
-        tracing::info!(rewrapped = report.rewrapped, already_current = report.already_current, "rotated data keys");
+        tracing::info!(
+            rewrapped = report.rewrapped,
+            already_current = report.already_current,
+            "rotated data keys"
+        );
         Ok(report)
     }
 }
@@ -121,13 +132,19 @@ async fn rewrap_batch(
     let (after_user, after_version) = after.unwrap_or_default();
     let query = k::table
         .filter(k::master_version.ne(active))
-        .filter(k::user_id.gt(after_user.clone()).or(k::user_id.eq(after_user).and(k::version.gt(after_version))))
+        .filter(
+            k::user_id
+                .gt(after_user.clone())
+                .or(k::user_id.eq(after_user).and(k::version.gt(after_version))),
+        )
         .select((k::user_id, k::version, k::wrapped_key))
         .order((k::user_id, k::version))
         .limit(ROTATION_BATCH)
         .for_update();
     let rows: Vec<(String, i32, Vec<u8>)> = query.load(conn).await?;
-    let Some((last_user, last_version, _)) = rows.last() else { return Ok(None) };
+    let Some((last_user, last_version, _)) = rows.last() else {
+        return Ok(None);
+    };
     let last = (last_user.clone(), *last_version);
 
     let mut user_ids = Vec::with_capacity(rows.len());
@@ -158,7 +175,9 @@ async fn rewrap_batch(
 /// Deletes every data key of `user`, making all their ciphertexts unreadable
 /// for good, backups included; returns how many keys were destroyed.
 pub async fn destroy_user_keys(conn: &mut AsyncPgConnection, user: &UserId) -> Result<u64, StoreError> {
-    let deleted = diesel::delete(k::table.filter(k::user_id.eq(user.as_str()))).execute(conn).await?;
+    let deleted = diesel::delete(k::table.filter(k::user_id.eq(user.as_str())))
+        .execute(conn)
+        .await?;
     tracing::info!(keys = deleted, "destroyed a user's data keys");
     Ok(deleted as u64)
 }

@@ -9,7 +9,7 @@ use crate::StoreError;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// Serialises migration runs across processes (an arbitrary constant: "juy-mig").
-const MIGRATION_LOCK: i64 = 0x6a75_792d_6d69_67;
+const MIGRATION_LOCK: i64 = 0x006a_7579_2d6d_6967;
 
 /// Applies every pending migration and returns the versions applied, oldest first.
 ///

@@ -85,7 +85,9 @@ pub(crate) fn redact_url(url: &str) -> String {
         let params: Vec<String> = query
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}={REDACTED}"),
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                    format!("{name}={REDACTED}")
+                }
                 _ => param.to_owned(),
             })
             .collect();
@@ -127,17 +129,19 @@ impl Store {
         };
         let mut manager_config = ManagerConfig::default();
         manager_config.custom_setup = Box::new(move |url| setup.clone().establish(url.to_owned()));
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-            &config.database_url,
-            manager_config,
-        );
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&config.database_url, manager_config);
         // Timeouts are enforced in `conn` and `establish` with tokio's timer, so
         // deadpool needs no runtime and its builder has nothing left to refuse.
         let pool = Pool::builder(manager)
             .max_size(config.max_connections)
             .build()
             .map_err(|err| StoreError::InvalidInput(err.to_string()))?;
-        Ok(Store { pool, keyring: Arc::new(keyring), connect_timeout: config.connect_timeout })
+        Ok(Store {
+            pool,
+            keyring: Arc::new(keyring),
+            connect_timeout: config.connect_timeout,
+        })
     }
 
     /// A connection from the pool, or [`StoreError::Unavailable`] after `connect_timeout`.

@@ -29,11 +29,24 @@ pub async fn notification_settings(
         let provider: Provider = provider
             .parse()
             .map_err(|_| StoreError::Corrupt("notification settings: unknown provider".into()))?;
-        stored.insert(provider, NotificationChannels { provider, push, email, sms });
+        stored.insert(
+            provider,
+            NotificationChannels {
+                provider,
+                push,
+                email,
+                sms,
+            },
+        );
     }
     Ok(Provider::ALL
         .iter()
-        .map(|provider| stored.get(provider).copied().unwrap_or_else(|| NotificationChannels::default_for(*provider)))
+        .map(|provider| {
+            stored
+                .get(provider)
+                .copied()
+                .unwrap_or_else(|| NotificationChannels::default_for(*provider))
+        })
         .collect())
 }
 

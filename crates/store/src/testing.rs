@@ -19,8 +19,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use juy_crypto::{MasterKey, MasterKeyring};
 use uuid::Uuid;
@@ -104,7 +104,9 @@ impl Drop for TestDatabase {
         .join();
         match dropped {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(database = %self.name, error = %err, "could not drop a test database"),
+            Ok(Err(err)) => {
+                tracing::warn!(database = %self.name, error = %err, "could not drop a test database")
+            }
             Err(_) => tracing::warn!(database = %self.name, "dropping a test database panicked"),
         }
     }
@@ -129,10 +131,15 @@ struct Count {
 
 /// Makes sure the migrated template exists, building it under an advisory lock.
 async fn ensure_template(admin: &mut AsyncPgConnection, admin_url: &str, template: &str) -> Result<(), StoreError> {
-    diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(TEMPLATE_LOCK).execute(admin).await?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(TEMPLATE_LOCK)
+        .execute(admin)
+        .await?;
     let built = build_template_unless_present(admin, admin_url, template).await;
-    let unlocked =
-        diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(TEMPLATE_LOCK).execute(admin).await;
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(TEMPLATE_LOCK)
+        .execute(admin)
+        .await;
     built?;
     unlocked?;
     Ok(())
@@ -152,10 +159,16 @@ async fn build_template_unless_present(
     }
     // Only a finished template is marked `datistemplate`; anything else is a
     // leftover of a run that died half-way.
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{template}\" WITH (FORCE)")).execute(admin).await?;
-    diesel::sql_query(format!("CREATE DATABASE \"{template}\"")).execute(admin).await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{template}\" WITH (FORCE)"))
+        .execute(admin)
+        .await?;
+    diesel::sql_query(format!("CREATE DATABASE \"{template}\""))
+        .execute(admin)
+        .await?;
     run_migrations(&with_database(admin_url, template)?).await?;
-    diesel::sql_query(format!("ALTER DATABASE \"{template}\" IS_TEMPLATE true")).execute(admin).await?;
+    diesel::sql_query(format!("ALTER DATABASE \"{template}\" IS_TEMPLATE true"))
+        .execute(admin)
+        .await?;
     tracing::info!(template, "built the test template database");
     Ok(())
 }
@@ -170,7 +183,9 @@ fn with_database(url: &str, name: &str) -> Result<String, StoreError> {
         .find("://")
         .map(|index| index + 3)
         .ok_or_else(|| StoreError::InvalidInput("the test database URL must be a postgres:// URL".into()))?;
-    let path_start = base[authority_start..].find('/').map_or(base.len(), |index| authority_start + index);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |index| authority_start + index);
     let mut out = format!("{}/{name}", &base[..path_start]);
     if let Some(query) = query {
         out.push('?');
@@ -189,7 +204,10 @@ mod tests {
             with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1").unwrap(),
             "postgres://postgres@127.0.0.1:5432/t1"
         );
-        assert_eq!(with_database("postgres://u:p@db/x?sslmode=disable", "t2").unwrap(), "postgres://u:p@db/t2?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u:p@db/x?sslmode=disable", "t2").unwrap(),
+            "postgres://u:p@db/t2?sslmode=disable"
+        );
         assert_eq!(with_database("postgresql://db", "t3").unwrap(), "postgresql://db/t3");
         assert!(with_database("host=db", "t4").is_err());
     }

@@ -1,6 +1,9 @@
 //! The store against a real PostgreSQL: every test owns a database cloned from
 //! the migrated template (`juy_store::testing::TestDatabase`).
 
+// Test code: fixtures outside `#[test]` functions may panic too.
+#![allow(clippy::unwrap_used)]
+
 mod accounts;
 mod calendars;
 mod encryption;

@@ -8,7 +8,10 @@ use juy_store::testing::TestDatabase;
 use juy_store::{MIGRATIONS, run_migrations};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// The schema as `pg_dump` prints it, without comments and session settings.
@@ -21,7 +24,11 @@ fn schema(url: &str) -> String {
         .args(["--schema-only", "--no-owner", "--no-privileges", "--dbname", url])
         .output()
         .expect("pg_dump runs");
-    assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -42,13 +49,19 @@ fn every_migration_goes_up_down_and_up_again_leaving_the_same_schema() {
     let runtime = runtime();
     let db = runtime.block_on(TestDatabase::create()).unwrap();
     let migrated = schema(&db.url);
-    assert!(migrated.contains("CREATE TABLE public.user_calendar_events"), "{migrated}");
+    assert!(
+        migrated.contains("CREATE TABLE public.user_calendar_events"),
+        "{migrated}"
+    );
 
     let mut conn = PgConnection::establish(&db.url).unwrap();
     let reverted = conn.revert_all_migrations(MIGRATIONS).unwrap();
     assert!(!reverted.is_empty());
     let empty = schema(&db.url);
-    assert!(!empty.contains("user_calendar_events"), "down left tables behind:\n{empty}");
+    assert!(
+        !empty.contains("user_calendar_events"),
+        "down left tables behind:\n{empty}"
+    );
 
     while conn.has_pending_migration(MIGRATIONS).unwrap() {
         let before = schema(&db.url);
@@ -58,7 +71,11 @@ fn every_migration_goes_up_down_and_up_again_leaving_the_same_schema() {
         conn.revert_last_migration(MIGRATIONS).unwrap();
         assert_eq!(schema(&db.url), before, "down of {version} does not reverse its up");
         conn.run_next_migration(MIGRATIONS).unwrap();
-        assert_eq!(schema(&db.url), after, "up of {version} is not repeatable after its down");
+        assert_eq!(
+            schema(&db.url),
+            after,
+            "up of {version} is not repeatable after its down"
+        );
     }
     assert_eq!(schema(&db.url), migrated);
 }

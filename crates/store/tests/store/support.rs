@@ -6,8 +6,8 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use juy_crypto::DataKey;
 use juy_domain::{
-    AccountStatus, Attendee, Calendar, CalendarEvent, CalendarId, ConnectedAccount, EventId, Provider, Reminder,
-    ReminderMethod, ResponseStatus, UserId,
+    AccountStatus, Attendee, Calendar, CalendarEvent, ConnectedAccount, EventId, Provider, Reminder, ReminderMethod,
+    ResponseStatus, UserId,
 };
 use juy_store::accounts::{NewAccount, upsert_account};
 use juy_store::calendars::{NewCalendar, upsert_calendars};
@@ -20,8 +20,8 @@ pub struct Fixture {
     pub conn: Conn,
     pub user: UserId,
     pub key: DataKey,
-    // Last, so the database outlives the pool's connections.
-    pub db: TestDatabase,
+    // Last, so the database outlives the pool's connections; held only to be dropped.
+    _db: TestDatabase,
 }
 
 pub async fn fixture() -> Fixture {
@@ -30,7 +30,13 @@ pub async fn fixture() -> Fixture {
     let mut conn = store.conn().await.expect("connection");
     let user = user("alice");
     let key = store.data_key(&mut conn, &user).await.expect("data key");
-    Fixture { store, conn, user, key, db }
+    Fixture {
+        store,
+        conn,
+        user,
+        key,
+        _db: db,
+    }
 }
 
 pub fn user(name: &str) -> UserId {
@@ -54,8 +60,15 @@ pub fn new_account(user: &UserId, external_id: &str) -> NewAccount {
     }
 }
 
-pub async fn account(conn: &mut AsyncPgConnection, key: &DataKey, user: &UserId, external_id: &str) -> ConnectedAccount {
-    upsert_account(conn, key, &new_account(user, external_id)).await.unwrap()
+pub async fn account(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    external_id: &str,
+) -> ConnectedAccount {
+    upsert_account(conn, key, &new_account(user, external_id))
+        .await
+        .unwrap()
 }
 
 pub fn new_calendar(account: &ConnectedAccount, provider_id: &str, can_write: bool) -> NewCalendar {
@@ -74,7 +87,9 @@ pub fn new_calendar(account: &ConnectedAccount, provider_id: &str, can_write: bo
 /// An account with one writable calendar for `user`.
 pub async fn calendar(conn: &mut AsyncPgConnection, key: &DataKey, user: &UserId) -> Calendar {
     let account = account(conn, key, user, &format!("{user}-account")).await;
-    let mut calendars = upsert_calendars(conn, key, user, &[new_calendar(&account, "primary", true)]).await.unwrap();
+    let mut calendars = upsert_calendars(conn, key, user, &[new_calendar(&account, "primary", true)])
+        .await
+        .unwrap();
     calendars.remove(0)
 }
 
@@ -113,14 +128,13 @@ pub fn event(calendar: &Calendar, external_id: &str, start: DateTime<Utc>, end: 
         }],
         series_id: None,
         instance_start: None,
-        reminders: vec![Reminder { minutes_before: 10, method: ReminderMethod::Popup }],
+        reminders: vec![Reminder {
+            minutes_before: 10,
+            method: ReminderMethod::Popup,
+        }],
         etag: Some("\"1\"".into()),
         updated: Some(at(1, 0, 0)),
     }
-}
-
-pub fn calendar_ids(events: &[CalendarEvent]) -> Vec<CalendarId> {
-    events.iter().map(|event| event.calendar_id).collect()
 }
 
 pub fn external_ids(events: &[CalendarEvent]) -> Vec<String> {
@@ -135,7 +149,13 @@ pub struct TextRow {
 
 /// The text values of a query's single `value` column.
 pub async fn texts(conn: &mut AsyncPgConnection, sql: &str) -> Vec<String> {
-    diesel::sql_query(sql).load::<TextRow>(conn).await.unwrap().into_iter().map(|row| row.value).collect()
+    diesel::sql_query(sql)
+        .load::<TextRow>(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.value)
+        .collect()
 }
 
 /// Runs SQL that returns nothing.
