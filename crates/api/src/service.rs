@@ -3,13 +3,12 @@
 //! the same result: there is no second implementation.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
 use juy_domain::{
-    AccountStatus, Calendar, CalendarEvent, CalendarId, CalendarMode, Clock, ConnectedAccount, EventId,
-    NotificationChannels, Provider, TimeRange, UserId,
+    AccountStatus, Calendar, CalendarEvent, CalendarId, CalendarMode, ConnectedAccount, EventId, NotificationChannels,
+    Provider, TimeRange, UserId,
 };
 use juy_store::Store;
 use juy_store::accounts::{self, AdminAccountFilter, AdminAccountRow, AdminCursor};
@@ -27,7 +26,6 @@ pub const MAX_RANGE_DAYS: i64 = 400;
 #[derive(Clone)]
 pub struct CalendarService {
     store: Store,
-    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for CalendarService {
@@ -115,19 +113,14 @@ struct AdminToken {
 }
 
 impl CalendarService {
-    /// A service over `store`, reading the time from `clock`.
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
     /// The store, for readiness checks.
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// The clock.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
     }
 
     /// The caller's events from every connected calendar in a time range.

@@ -2,6 +2,7 @@
 //! latency, request id) and a request-duration histogram. Headers, query
 //! strings and bodies are never recorded: they can hold tokens and event text.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -9,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
 use tracing::Instrument as _;
 
 /// The header carrying the request id, accepted from the gateway or made here.
@@ -24,6 +26,18 @@ fn request_id(request: &Request) -> String {
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The request-duration histogram, made once (after telemetry set the global meter provider).
+fn request_duration() -> &'static Histogram<f64> {
+    static HISTOGRAM: OnceLock<Histogram<f64>> = OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        opentelemetry::global::meter("juy-calendar")
+            .f64_histogram("juy.calendar.request.duration")
+            .with_unit("s")
+            .with_description("Duration of gRPC and REST requests")
+            .build()
+    })
 }
 
 /// The middleware.
@@ -62,12 +76,7 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
     } else {
         path
     };
-    let histogram = opentelemetry::global::meter("juy-calendar")
-        .f64_histogram("juy.calendar.request.duration")
-        .with_unit("s")
-        .with_description("Duration of gRPC and REST requests")
-        .build();
-    histogram.record(
+    request_duration().record(
         latency.as_secs_f64(),
         &[
             KeyValue::new("route", route),

@@ -18,7 +18,6 @@ use tokio_rustls::TlsAcceptor;
 
 use juy_api::auth::Authenticator;
 use juy_api::service::CalendarService;
-use juy_domain::SystemClock;
 use juy_store::Store;
 
 use crate::config::Settings;
@@ -70,7 +69,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     }
     let store = Store::connect(&settings.database, settings.keyring.clone()).context("connecting to the database")?;
     let auth = Arc::new(Authenticator::new(&settings.auth).context("setting auth")?);
-    let service = CalendarService::new(store.clone(), Arc::new(SystemClock));
+    let service = CalendarService::new(store.clone());
     let routers = juy_api::routers(service, auth, settings.server.request_timeout).await?;
     let tls = settings.tls.as_ref().map(crate::tls::acceptor).transpose()?;
 
