@@ -414,6 +414,29 @@ mod asymmetric_tests {
     }
 
     #[test]
+    fn rs256_tokens_verify_with_the_public_key_only() {
+        let private = include_str!("../tests/fixtures/rs256-test-only.key.pem");
+        let public = include_str!("../tests/fixtures/rs256-test-only.pub.pem");
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims("u-rsa"),
+            &EncodingKey::from_rsa_pem(private.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let auth = Authenticator::new(&AuthConfig {
+            issuer: "juy-gateway".into(),
+            audience: "juy-calendar".into(),
+            keys: vec![VerificationKey::Rs256Pem(public.into())],
+            leeway: Duration::ZERO,
+        })
+        .unwrap();
+        assert_eq!(auth.authenticate(&token).unwrap().user_id.as_str(), "u-rsa");
+        let mut tampered = token.clone();
+        tampered.insert(tampered.len() / 2, 'x');
+        assert!(auth.authenticate(&tampered).is_err());
+    }
+
+    #[test]
     fn a_token_signed_with_an_algorithm_not_configured_is_rejected() {
         // An HS256 token against an EdDSA-only configuration (no algorithm confusion).
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
