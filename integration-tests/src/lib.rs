@@ -66,6 +66,8 @@ pub struct TestServer {
     /// The database; dropped after the server.
     pub db: TestDatabase,
     running: Option<RunningServer>,
+    // Dropped after the server stops, which flushes OTLP exports (when configured).
+    telemetry: Option<juy_calendar::telemetry::TelemetryGuard>,
 }
 
 impl TestServer {
@@ -80,7 +82,7 @@ impl TestServer {
         let mut env = test_env(&db.url, &new_master_keys());
         env.extend(extra);
         let settings = Settings::load(&Sources { file: None, env }).expect("test settings");
-        let _ = juy_calendar::telemetry::init(&settings.telemetry);
+        let telemetry = juy_calendar::telemetry::init(&settings.telemetry).ok();
         let running = server::start(settings).await.expect("server starts");
         Self {
             grpc_addr: running.grpc_addr,
@@ -88,6 +90,7 @@ impl TestServer {
             store: running.store.clone(),
             db,
             running: Some(running),
+            telemetry,
         }
     }
 
@@ -96,6 +99,7 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
         }
+        drop(self.telemetry.take());
     }
 
     /// Seeds the dev week for `user`.
