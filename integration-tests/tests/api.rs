@@ -22,6 +22,12 @@ fn week_range() -> String {
     format!("{}T00:00:00Z/{}T00:00:00Z", monday(), monday() + Duration::days(7))
 }
 
+async fn get_json(url: impl reqwest::IntoUrl, bearer: impl std::fmt::Display) -> Value {
+    let response = http().get(url).bearer_auth(bearer).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 fn violation_field(status: &tonic::Status) -> String {
     status
         .get_error_details()
@@ -72,15 +78,7 @@ async fn grpc_and_rest_return_the_same_events_in_the_same_order() {
             "/v1/calendar/events?range={}&page_size=4&page_token={page_token}",
             week_range()
         ));
-        let page: Value = http()
-            .get(url)
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(url, &alice).await;
         rest.extend(page["events"].as_array().unwrap().clone());
         page_token = page["next_page_token"].as_str().unwrap().to_owned();
         if page_token.is_empty() {
@@ -131,15 +129,7 @@ async fn filters_by_provider_and_calendar() {
         week_range(),
         holidays.id
     ));
-    let page: Value = http()
-        .get(url)
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(url, &alice).await;
     let events = page["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["all_day"], true);
@@ -272,15 +262,7 @@ async fn rest_auth_matrix_answers_problem_json() {
     let not_found = client.get(&bobs).bearer_auth(&alice).send().await.unwrap();
     assert_eq!(not_found.status(), 404);
     assert_eq!(not_found.json::<Value>().await.unwrap()["code"], "NOT_FOUND");
-    let alice_sees: Value = client
-        .get(&url)
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alice_sees: Value = get_json(&url, &alice).await;
     assert_eq!(alice_sees["events"].as_array().unwrap().len(), 0);
     server.stop().await;
 }
@@ -577,15 +559,7 @@ async fn settings_changes_are_all_or_nothing_on_both_surfaces() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let settings: Value = http()
-        .get(server.rest("/v1/calendar/settings"))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settings: Value = get_json(server.rest("/v1/calendar/settings"), &alice).await;
     let google = settings["notification_channels"]
         .as_array()
         .unwrap()
@@ -666,15 +640,7 @@ async fn connections_and_calendars_are_listed_with_paging() {
             .iter()
             .all(|c| c.connection == connections.connections[0].name)
     );
-    let rest: Value = http()
-        .get(server.rest("/v1/calendar/connections"))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest: Value = get_json(server.rest("/v1/calendar/connections"), &alice).await;
     assert_eq!(rest["connections"].as_array().unwrap().len(), 2);
     server.stop().await;
 }
