@@ -96,38 +96,28 @@ fn at(day: NaiveDate, hour: u32, minute: u32) -> DateTime<Utc> {
 pub async fn seed(store: &Store, user: &UserId, monday: NaiveDate, ttl: Duration) -> anyhow::Result<SeedSummary> {
     let mut conn = store.conn().await?;
     let key = store.data_key(&mut conn, user).await?;
+    let account = |provider: Provider, domain: &str, scopes: &[&str]| NewAccount {
+        user_id: user.clone(),
+        provider,
+        external_account_id: format!("dev-{provider}-{user}"),
+        display_name: Some(format!("{user}@{domain}")),
+        status: AccountStatus::Active,
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        server_url: None,
+        credentials: Some(b"{\"dev\":\"not a real token\"}".to_vec()),
+    };
+    let google_scopes = ["openid", "email", "https://www.googleapis.com/auth/calendar.readonly"];
     let google = accounts::upsert_account(
         &mut conn,
         &key,
-        &NewAccount {
-            user_id: user.clone(),
-            provider: Provider::Google,
-            external_account_id: format!("dev-google-{user}"),
-            display_name: Some(format!("{user}@gmail.example")),
-            status: AccountStatus::Active,
-            scopes: vec![
-                "openid".into(),
-                "email".into(),
-                "https://www.googleapis.com/auth/calendar.readonly".into(),
-            ],
-            server_url: None,
-            credentials: Some(b"{\"dev\":\"not a real token\"}".to_vec()),
-        },
+        &account(Provider::Google, "gmail.example", &google_scopes),
     )
     .await?;
+    let microsoft_scopes = ["offline_access", "Calendars.Read", "User.Read"];
     let microsoft = accounts::upsert_account(
         &mut conn,
         &key,
-        &NewAccount {
-            user_id: user.clone(),
-            provider: Provider::Microsoft,
-            external_account_id: format!("dev-microsoft-{user}"),
-            display_name: Some(format!("{user}@outlook.example")),
-            status: AccountStatus::Active,
-            scopes: vec!["offline_access".into(), "Calendars.Read".into(), "User.Read".into()],
-            server_url: None,
-            credentials: Some(b"{\"dev\":\"not a real token\"}".to_vec()),
-        },
+        &account(Provider::Microsoft, "outlook.example", &microsoft_scopes),
     )
     .await?;
     let new_calendar = |account, provider, id: &str, name: &str, color: &str, primary, writable| NewCalendar {
