@@ -2,6 +2,8 @@
 //! database (cloned from a migrated template), tokens, and clients.
 #![forbid(unsafe_code)]
 
+pub mod caldav;
+
 use std::net::SocketAddr;
 
 use chrono::NaiveDate;
