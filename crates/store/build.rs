@@ -7,10 +7,15 @@ use sha2::{Digest, Sha256};
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    // A canonical path: cargo did not notice new migrations under a `..` path.
+    let dir = dir.canonicalize().unwrap_or(dir);
     println!("cargo::rerun-if-changed={}", dir.display());
     let mut files = Vec::new();
     collect(&dir, &mut files);
     files.sort();
+    for file in &files {
+        println!("cargo::rerun-if-changed={}", file.display());
+    }
     let mut hasher = Sha256::new();
     for file in &files {
         let relative = file.strip_prefix(&dir).unwrap_or(file);

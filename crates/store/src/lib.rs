@@ -16,6 +16,7 @@ mod error;
 pub mod events;
 pub mod keys;
 mod migrations;
+pub mod oauth_states;
 mod pool;
 mod schema;
 pub mod settings;

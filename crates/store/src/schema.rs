@@ -91,6 +91,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    oauth_states (user_id, state_hash) {
+        user_id -> Text,
+        state_hash -> Bytea,
+        provider -> Text,
+        redirect_uri -> Text,
+        pkce_verifier_enc -> Bytea,
+        scopes -> Array<Nullable<Text>>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     user_data_keys (user_id, version) {
         user_id -> Text,
         version -> Int4,
@@ -105,6 +118,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     calendars,
     connected_accounts,
     notification_settings,
+    oauth_states,
     user_calendar_events,
     user_data_keys,
 );

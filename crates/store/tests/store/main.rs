@@ -10,6 +10,7 @@ mod encryption;
 mod events;
 mod keys;
 mod migrations;
+mod oauth_states;
 mod pool;
 mod settings;
 mod support;
