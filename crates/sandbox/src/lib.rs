@@ -1,0 +1,549 @@
+//! Provider sandbox: a local HTTP server that imitates Google OAuth and the
+//! Microsoft identity platform (plus Google userinfo and Graph `/me`) as
+//! described in `PROVIDERS.md`, with an advanceable clock, a request log and
+//! fault injection. It is test and dev-run infrastructure only: it must never
+//! be linked into the production server, and it must never panic on a request.
+#![forbid(unsafe_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// Which provider a request or account belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Google (OAuth + userinfo).
+    Google,
+    /// Microsoft (identity platform + Graph).
+    Microsoft,
+}
+
+/// One request received by the sandbox.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    /// Provider the route belongs to.
+    pub provider: Provider,
+    /// HTTP method.
+    pub method: String,
+    /// Path after the provider prefix.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// Bearer token carried by the request, if any.
+    pub bearer: Option<String>,
+    /// Sandbox clock time of the request.
+    pub at: DateTime<Utc>,
+}
+
+/// A fault applied to the next API request of a provider.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status; `retry_after` sets the `Retry-After` header (seconds).
+    Status {
+        /// HTTP status code.
+        code: u16,
+        /// Optional `Retry-After` seconds.
+        retry_after: Option<u64>,
+    },
+    /// Delay the answer by this many milliseconds.
+    Latency(u64),
+    /// Answer with a body cut in the middle.
+    TruncatedBody,
+    /// Answer with a body that is not JSON.
+    MalformedBody,
+}
+
+/// Errors of the sandbox control API and server start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Binding or serving failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+struct Account {
+    provider: Provider,
+    id: String,
+    email: String,
+}
+
+#[derive(Debug, Clone)]
+struct CodeGrant {
+    provider: Provider,
+    account: String,
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    used: bool,
+    grant_id: u64,
+}
+
+#[derive(Debug, Clone)]
+struct AccessToken {
+    account: String,
+    grant_id: u64,
+    expires: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    offset: Duration,
+    accounts: Vec<Account>,
+    log: Vec<LoggedRequest>,
+    faults: HashMap<&'static str, VecDeque<Fault>>,
+    codes: HashMap<String, CodeGrant>,
+    access: HashMap<String, AccessToken>,
+    refresh: HashMap<String, (String, u64, Provider)>,
+    revoked_grants: Vec<u64>,
+    next_grant: u64,
+}
+
+impl Inner {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+    fn kill_grant(&mut self, grant: u64) {
+        self.revoked_grants.push(grant);
+        self.access.retain(|_, t| t.grant_id != grant);
+        self.refresh.retain(|_, r| r.1 != grant);
+    }
+}
+
+fn pkey(p: Provider) -> &'static str {
+    match p {
+        Provider::Google => "google",
+        Provider::Microsoft => "microsoft",
+    }
+}
+
+/// Shared sandbox state; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Sandbox {
+    /// An empty sandbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Add an account (Google `sub` or Microsoft `id`, plus its email).
+    pub fn add_account(&self, provider: Provider, id: &str, email: &str) {
+        self.lock().accounts.push(Account {
+            provider,
+            id: id.into(),
+            email: email.into(),
+        });
+    }
+    /// Current sandbox clock time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.lock().now()
+    }
+    /// Move the sandbox clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.lock().offset += by;
+    }
+    /// A copy of the request log.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.lock().log.clone()
+    }
+    /// Empty the request log.
+    pub fn clear_log(&self) {
+        self.lock().log.clear();
+    }
+    /// Queue a fault for the next API request of `provider`.
+    pub fn push_fault(&self, provider: Provider, fault: Fault) {
+        self.lock().faults.entry(pkey(provider)).or_default().push_back(fault);
+    }
+    /// Revoke every token of every grant of `account`.
+    pub fn revoke_account_tokens(&self, account: &str) {
+        let mut g = self.lock();
+        let grants: Vec<u64> = g
+            .access
+            .values()
+            .filter(|t| t.account == account)
+            .map(|t| t.grant_id)
+            .chain(g.refresh.values().filter(|r| r.0 == account).map(|r| r.1))
+            .collect();
+        for id in grants {
+            g.kill_grant(id);
+        }
+    }
+}
+
+/// A running sandbox server.
+#[derive(Debug)]
+pub struct RunningSandbox {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    /// The state served.
+    pub sandbox: Sandbox,
+}
+
+impl RunningSandbox {
+    /// `http://127.0.0.1:port`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// Google userinfo URL.
+    pub fn google_userinfo_url(&self) -> String {
+        format!("{}/google/oauth2/v3/userinfo", self.base())
+    }
+    /// Google Calendar v3 base (not yet served).
+    pub fn google_api_base(&self) -> String {
+        format!("{}/google/calendar/v3", self.base())
+    }
+    /// Google authorize URL.
+    pub fn google_oauth_authorize_url(&self) -> String {
+        format!("{}/google/o/oauth2/v2/auth", self.base())
+    }
+    /// Google token URL.
+    pub fn google_token_url(&self) -> String {
+        format!("{}/google/token", self.base())
+    }
+    /// Google revoke URL.
+    pub fn google_revoke_url(&self) -> String {
+        format!("{}/google/revoke", self.base())
+    }
+    /// Graph base (`/me` is served).
+    pub fn graph_api_base(&self) -> String {
+        format!("{}/microsoft/v1.0", self.base())
+    }
+    /// Microsoft authorize URL.
+    pub fn microsoft_authorize_url(&self) -> String {
+        format!("{}/microsoft/common/oauth2/v2.0/authorize", self.base())
+    }
+    /// Microsoft token URL.
+    pub fn microsoft_token_url(&self) -> String {
+        format!("{}/microsoft/common/oauth2/v2.0/token", self.base())
+    }
+    /// Stop serving and wait for the server task.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Start the sandbox on 127.0.0.1 with an ephemeral port.
+pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/google/o/oauth2/v2/auth", get(google_authorize))
+        .route("/google/token", post(google_token))
+        .route("/google/revoke", post(google_revoke))
+        .route("/google/oauth2/v3/userinfo", get(google_userinfo))
+        .route("/microsoft/common/oauth2/v2.0/authorize", get(ms_authorize))
+        .route("/microsoft/common/oauth2/v2.0/token", post(ms_token))
+        .route("/microsoft/v1.0/me", get(graph_me))
+        .with_state(sandbox.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(RunningSandbox {
+        addr,
+        stop: Some(tx),
+        task,
+        sandbox,
+    })
+}
+
+fn bearer(h: &HeaderMap) -> Option<String> {
+    h.get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_owned)
+}
+
+fn log(sb: &Sandbox, p: Provider, m: &Method, uri: &Uri, h: &HeaderMap) {
+    let mut g = sb.lock();
+    let at = g.now();
+    g.log.push(LoggedRequest {
+        provider: p,
+        method: m.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        bearer: bearer(h),
+        at,
+    });
+}
+
+fn oauth_err(code: &str) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": code}))).into_response()
+}
+
+fn authorize(sb: &Sandbox, p: Provider, q: &HashMap<String, String>) -> Response {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    if get("response_type") != "code" || get("code_challenge_method") != "S256" || get("code_challenge").is_empty() {
+        return oauth_err("invalid_request");
+    }
+    let redirect = get("redirect_uri");
+    if redirect.is_empty() {
+        return oauth_err("invalid_request");
+    }
+    let mut g = sb.lock();
+    let hint = q.get("login_hint");
+    let acct = g
+        .accounts
+        .iter()
+        .filter(|a| a.provider == p)
+        .find(|a| hint.is_none_or(|h| h == &a.email || h == &a.id))
+        .map(|a| a.id.clone());
+    let Some(account) = acct else {
+        return oauth_err("access_denied");
+    };
+    g.next_grant += 1;
+    let grant_id = g.next_grant;
+    let code = uuid::Uuid::new_v4().simple().to_string();
+    g.codes.insert(
+        code.clone(),
+        CodeGrant {
+            provider: p,
+            account,
+            client_id: get("client_id"),
+            redirect_uri: redirect.clone(),
+            challenge: get("code_challenge"),
+            used: false,
+            grant_id,
+        },
+    );
+    let sep = if redirect.contains('?') { '&' } else { '?' };
+    let loc = format!("{redirect}{sep}code={code}&state={}", enc(&get("state")));
+    (StatusCode::FOUND, [(header::LOCATION, loc)]).into_response()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn token(sb: &Sandbox, p: Provider, f: &HashMap<String, String>) -> Response {
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let mut g = sb.lock();
+    let now = g.now();
+    let (account, grant_id, old_refresh) = match get("grant_type").as_str() {
+        "authorization_code" => {
+            let Some(c) = g.codes.get(&get("code")).cloned() else {
+                return oauth_err("invalid_grant");
+            };
+            if c.used {
+                g.kill_grant(c.grant_id);
+                return oauth_err("invalid_grant");
+            }
+            if let Some(c) = g.codes.get_mut(&get("code")) {
+                c.used = true;
+            }
+            let digest = Sha256::digest(get("code_verifier").as_bytes());
+            let chal = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_slice());
+            if c.provider != p
+                || c.redirect_uri != get("redirect_uri")
+                || c.client_id != get("client_id")
+                || chal != c.challenge
+            {
+                return oauth_err("invalid_grant");
+            }
+            (c.account, c.grant_id, None)
+        }
+        "refresh_token" => {
+            let rt = get("refresh_token");
+            match g.refresh.get(&rt) {
+                Some((a, gid, prov)) if *prov == p => (a.clone(), *gid, Some(rt)),
+                _ => return oauth_err("invalid_grant"),
+            }
+        }
+        _ => return oauth_err("unsupported_grant_type"),
+    };
+    let access = format!("at-{}", uuid::Uuid::new_v4().simple());
+    g.access.insert(
+        access.clone(),
+        AccessToken {
+            account: account.clone(),
+            grant_id,
+            expires: now + Duration::seconds(3600),
+        },
+    );
+    let refresh = match (p, old_refresh) {
+        (Provider::Google, Some(old)) => old,
+        (Provider::Microsoft, Some(old)) => {
+            g.refresh.remove(&old);
+            let r = format!("rt-{}", uuid::Uuid::new_v4().simple());
+            g.refresh.insert(r.clone(), (account, grant_id, p));
+            r
+        }
+        (_, None) => {
+            let r = format!("rt-{}", uuid::Uuid::new_v4().simple());
+            g.refresh.insert(r.clone(), (account, grant_id, p));
+            r
+        }
+    };
+    axum::Json(json!({
+        "access_token": access, "token_type": "Bearer", "expires_in": 3600,
+        "refresh_token": refresh, "scope": get("scope"),
+    }))
+    .into_response()
+}
+
+/// Applies a queued fault, if any. Returns a response to send instead.
+async fn fault(sb: &Sandbox, p: Provider) -> Option<Response> {
+    let f = sb.lock().faults.get_mut(pkey(p)).and_then(VecDeque::pop_front)?;
+    match f {
+        Fault::Status { code, retry_after } => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let body = match p {
+                Provider::Google => json!({"error": {"code": code, "message": "injected",
+                    "errors": [{"domain": "usageLimits", "reason": "rateLimitExceeded", "message": "injected"}]}}),
+                Provider::Microsoft => {
+                    json!({"error": {"code": "TooManyRequests", "message": "injected", "innerError": {}}})
+                }
+            };
+            let mut r = (status, axum::Json(body)).into_response();
+            if let Some(s) = retry_after.and_then(|s| s.to_string().parse().ok()) {
+                r.headers_mut().insert(header::RETRY_AFTER, s);
+            }
+            Some(r)
+        }
+        Fault::Latency(ms) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            None
+        }
+        Fault::TruncatedBody => {
+            Some(([(header::CONTENT_TYPE, "application/json")], "{\"items\": [{\"id\"").into_response())
+        }
+        Fault::MalformedBody => {
+            Some(([(header::CONTENT_TYPE, "application/json")], "<html>oops</html>").into_response())
+        }
+    }
+}
+
+fn authed(sb: &Sandbox, h: &HeaderMap) -> Option<Account> {
+    let g = sb.lock();
+    let t = g.access.get(&bearer(h)?)?;
+    if t.expires <= g.now() {
+        return None;
+    }
+    g.accounts.iter().find(|a| a.id == t.account).cloned()
+}
+
+async fn google_authorize(
+    State(sb): State<Sandbox>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    log(&sb, Provider::Google, &m, &u, &h);
+    authorize(&sb, Provider::Google, &q)
+}
+async fn ms_authorize(
+    State(sb): State<Sandbox>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    log(&sb, Provider::Microsoft, &m, &u, &h);
+    authorize(&sb, Provider::Microsoft, &q)
+}
+async fn google_token(
+    State(sb): State<Sandbox>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    log(&sb, Provider::Google, &m, &u, &h);
+    token(&sb, Provider::Google, &f)
+}
+async fn ms_token(
+    State(sb): State<Sandbox>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    log(&sb, Provider::Microsoft, &m, &u, &h);
+    token(&sb, Provider::Microsoft, &f)
+}
+async fn google_revoke(
+    State(sb): State<Sandbox>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    log(&sb, Provider::Google, &m, &u, &h);
+    let t = f.get("token").cloned().unwrap_or_default();
+    let mut g = sb.lock();
+    let grant = g
+        .access
+        .get(&t)
+        .map(|a| a.grant_id)
+        .or_else(|| g.refresh.get(&t).map(|r| r.1));
+    match grant {
+        Some(id) => {
+            g.kill_grant(id);
+            StatusCode::OK.into_response()
+        }
+        None => oauth_err("invalid_token"),
+    }
+}
+async fn google_userinfo(State(sb): State<Sandbox>, m: Method, u: Uri, h: HeaderMap) -> Response {
+    log(&sb, Provider::Google, &m, &u, &h);
+    if let Some(r) = fault(&sb, Provider::Google).await {
+        return r;
+    }
+    match authed(&sb, &h) {
+        Some(a) => axum::Json(json!({"sub": a.id, "email": a.email, "email_verified": true})).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"code": 401, "message": "Invalid Credentials",
+            "errors": [{"domain": "global", "reason": "authError", "message": "Invalid Credentials"}]}})),
+        )
+            .into_response(),
+    }
+}
+async fn graph_me(State(sb): State<Sandbox>, m: Method, u: Uri, h: HeaderMap) -> Response {
+    log(&sb, Provider::Microsoft, &m, &u, &h);
+    if let Some(r) = fault(&sb, Provider::Microsoft).await {
+        return r;
+    }
+    match authed(&sb, &h) {
+        Some(a) => axum::Json(json!({"id": a.id, "mail": a.email, "userPrincipalName": a.email})).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"code": "InvalidAuthenticationToken",
+            "message": "Access token has expired or is not yet valid.", "innerError": {}}})),
+        )
+            .into_response(),
+    }
+}
