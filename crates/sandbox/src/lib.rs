@@ -5,6 +5,8 @@
 //! be linked into the production server, and it must never panic on a request.
 #![forbid(unsafe_code)]
 
+mod google_calendar;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -107,6 +109,7 @@ struct Inner {
     refresh: HashMap<String, (String, u64, Provider)>,
     revoked_grants: Vec<u64>,
     next_grant: u64,
+    google: google_calendar::GoogleState,
 }
 
 impl Inner {
@@ -250,6 +253,14 @@ pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
         .route("/google/token", post(google_token))
         .route("/google/revoke", post(google_revoke))
         .route("/google/oauth2/v3/userinfo", get(google_userinfo))
+        .route(
+            "/google/calendar/v3/users/me/calendarList",
+            get(google_calendar::calendar_list),
+        )
+        .route(
+            "/google/calendar/v3/calendars/{calendar}/events",
+            get(google_calendar::events_list),
+        )
         .route("/microsoft/common/oauth2/v2.0/authorize", get(ms_authorize))
         .route("/microsoft/common/oauth2/v2.0/token", post(ms_token))
         .route("/microsoft/v1.0/me", get(graph_me))
