@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 
-use crate::{Provider, Sandbox, authed, fault, log};
+use crate::{Provider, Sandbox, api_caller};
 
 /// A calendar of a Google account in the sandbox.
 #[derive(Debug, Clone)]
@@ -75,10 +75,6 @@ fn error(status: StatusCode, reason: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn unauthorized() -> Response {
-    error(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials")
-}
-
 /// `maxResults` (default 250, at most 2500); `None` when out of range.
 fn page_size(q: &HashMap<String, String>) -> Option<usize> {
     match q.get("maxResults").map(|v| v.parse::<usize>()) {
@@ -128,12 +124,9 @@ pub(crate) async fn calendar_list(
     h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    log(&sb, Provider::Google, &m, &u, &h);
-    if let Some(r) = fault(&sb, Provider::Google).await {
-        return r;
-    }
-    let Some(account) = authed(&sb, &h) else {
-        return unauthorized();
+    let account = match api_caller(&sb, Provider::Google, &m, &u, &h).await {
+        Ok(account) => account,
+        Err(r) => return *r,
     };
     let Some(size) = page_size(&q) else {
         return error(StatusCode::BAD_REQUEST, "invalid", "Invalid maxResults");
@@ -169,12 +162,9 @@ pub(crate) async fn events_list(
     h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    log(&sb, Provider::Google, &m, &u, &h);
-    if let Some(r) = fault(&sb, Provider::Google).await {
-        return r;
-    }
-    let Some(account) = authed(&sb, &h) else {
-        return unauthorized();
+    let account = match api_caller(&sb, Provider::Google, &m, &u, &h).await {
+        Ok(account) => account,
+        Err(r) => return *r,
     };
     let Some(size) = page_size(&q) else {
         return error(StatusCode::BAD_REQUEST, "invalid", "Invalid maxResults");

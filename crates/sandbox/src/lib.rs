@@ -528,33 +528,34 @@ async fn google_revoke(
         None => oauth_err("invalid_token"),
     }
 }
-async fn google_userinfo(State(sb): State<Sandbox>, m: Method, u: Uri, h: HeaderMap) -> Response {
-    log(&sb, Provider::Google, &m, &u, &h);
-    if let Some(r) = fault(&sb, Provider::Google).await {
-        return r;
+/// The preamble of every API route: log the request, apply a queued fault,
+/// and check the bearer token (answering in the provider's error format).
+async fn api_caller(sb: &Sandbox, p: Provider, m: &Method, u: &Uri, h: &HeaderMap) -> Result<Account, Box<Response>> {
+    log(sb, p, m, u, h);
+    if let Some(r) = fault(sb, p).await {
+        return Err(Box::new(r));
     }
-    match authed(&sb, &h) {
-        Some(a) => axum::Json(json!({"sub": a.id, "email": a.email, "email_verified": true})).into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"error": {"code": 401, "message": "Invalid Credentials",
-            "errors": [{"domain": "global", "reason": "authError", "message": "Invalid Credentials"}]}})),
-        )
-            .into_response(),
+    authed(sb, h).ok_or_else(|| {
+        let body = match p {
+            Provider::Google => json!({"error": {"code": 401, "message": "Invalid Credentials",
+                "errors": [{"domain": "global", "reason": "authError", "message": "Invalid Credentials"}]}}),
+            Provider::Microsoft => json!({"error": {"code": "InvalidAuthenticationToken",
+                "message": "Access token has expired or is not yet valid.", "innerError": {}}}),
+        };
+        Box::new((StatusCode::UNAUTHORIZED, axum::Json(body)).into_response())
+    })
+}
+
+async fn google_userinfo(State(sb): State<Sandbox>, m: Method, u: Uri, h: HeaderMap) -> Response {
+    match api_caller(&sb, Provider::Google, &m, &u, &h).await {
+        Ok(a) => axum::Json(json!({"sub": a.id, "email": a.email, "email_verified": true})).into_response(),
+        Err(r) => *r,
     }
 }
+
 async fn graph_me(State(sb): State<Sandbox>, m: Method, u: Uri, h: HeaderMap) -> Response {
-    log(&sb, Provider::Microsoft, &m, &u, &h);
-    if let Some(r) = fault(&sb, Provider::Microsoft).await {
-        return r;
-    }
-    match authed(&sb, &h) {
-        Some(a) => axum::Json(json!({"id": a.id, "mail": a.email, "userPrincipalName": a.email})).into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"error": {"code": "InvalidAuthenticationToken",
-            "message": "Access token has expired or is not yet valid.", "innerError": {}}})),
-        )
-            .into_response(),
+    match api_caller(&sb, Provider::Microsoft, &m, &u, &h).await {
+        Ok(a) => axum::Json(json!({"id": a.id, "mail": a.email, "userPrincipalName": a.email})).into_response(),
+        Err(r) => *r,
     }
 }
