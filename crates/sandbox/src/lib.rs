@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod google_calendar;
+mod graph_calendar;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ struct Inner {
     revoked_grants: Vec<u64>,
     next_grant: u64,
     google: google_calendar::GoogleState,
+    graph: graph_calendar::GraphState,
 }
 
 impl Inner {
@@ -264,6 +266,11 @@ pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
         .route("/microsoft/common/oauth2/v2.0/authorize", get(ms_authorize))
         .route("/microsoft/common/oauth2/v2.0/token", post(ms_token))
         .route("/microsoft/v1.0/me", get(graph_me))
+        .route("/microsoft/v1.0/me/calendars", get(graph_calendar::calendars))
+        .route(
+            "/microsoft/v1.0/me/calendars/{calendar}/calendarView/delta",
+            get(graph_calendar::delta),
+        )
         .with_state(sandbox.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
