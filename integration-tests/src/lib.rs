@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod caldav;
+pub mod providers;
 
 use std::net::SocketAddr;
 
@@ -67,6 +68,8 @@ pub struct TestServer {
     pub store: juy_store::Store,
     /// The database; dropped after the server.
     pub db: TestDatabase,
+    /// The provider settings the server runs with.
+    pub integrations: juy_api::connect::IntegrationsConfig,
     running: Option<RunningServer>,
     // Dropped after the server stops, which flushes OTLP exports (when configured).
     telemetry: Option<juy_calendar::telemetry::TelemetryGuard>,
@@ -85,12 +88,14 @@ impl TestServer {
         env.extend(extra);
         let settings = Settings::load(&Sources { file: None, env }).expect("test settings");
         let telemetry = juy_calendar::telemetry::init(&settings.telemetry).ok();
+        let integrations = settings.integrations.clone();
         let running = server::start(settings).await.expect("server starts");
         Self {
             grpc_addr: running.grpc_addr,
             rest_addr: running.rest_addr,
             store: running.store.clone(),
             db,
+            integrations,
             running: Some(running),
             telemetry,
         }

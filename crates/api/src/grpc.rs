@@ -10,7 +10,11 @@ use juy_domain::{
 };
 use juy_store::accounts::AdminAccountRow;
 
+use juy_oauth2::Access;
+use zeroize::Zeroizing;
+
 use crate::auth::Caller;
+use crate::connect::{ConnectCalDavInput, StartConnectInput};
 use crate::error::{ApiError, FieldViolation};
 use crate::names;
 use crate::pb::v1 as pb;
@@ -403,6 +407,83 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
             settings: Some(settings_to_pb(&settings)),
         }))
     }
+
+    async fn start_connect(
+        &self,
+        request: Request<pb::StartConnectRequest>,
+    ) -> Result<Response<pb::StartConnectResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let access = match pb::ConnectAccess::try_from(req.access) {
+            Ok(pb::ConnectAccess::Unspecified | pb::ConnectAccess::Read) => Access::Read,
+            Ok(pb::ConnectAccess::Write) => Access::Write,
+            Err(_) => return Err(ApiError::invalid("access", "must be a known access level").into()),
+        };
+        let started = self
+            .0
+            .start_connect(
+                &caller,
+                StartConnectInput {
+                    provider: provider_from_pb(req.provider),
+                    redirect_uri: req.redirect_uri,
+                    access,
+                    login_hint: req.login_hint,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::StartConnectResponse {
+            authorization_url: started.authorization_url,
+            expire_time: Some(to_timestamp(started.expire_time)),
+        }))
+    }
+
+    async fn complete_connect(
+        &self,
+        request: Request<pb::CompleteConnectRequest>,
+    ) -> Result<Response<pb::CompleteConnectResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let linked = self.0.complete_connect(&caller, &req.state, &req.code).await?;
+        Ok(Response::new(pb::CompleteConnectResponse {
+            connection: Some(connection_to_pb(&linked.connection)),
+            calendars: linked.calendars.iter().map(calendar_to_pb).collect(),
+        }))
+    }
+
+    async fn connect_cal_dav(
+        &self,
+        request: Request<pb::ConnectCalDavRequest>,
+    ) -> Result<Response<pb::ConnectCalDavResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let linked = self
+            .0
+            .connect_caldav(
+                &caller,
+                ConnectCalDavInput {
+                    server_url: req.server_url,
+                    username: req.username,
+                    app_specific_password: Zeroizing::new(req.app_specific_password),
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ConnectCalDavResponse {
+            connection: Some(connection_to_pb(&linked.connection)),
+            calendars: linked.calendars.iter().map(calendar_to_pb).collect(),
+        }))
+    }
+
+    async fn revoke_connection(
+        &self,
+        request: Request<pb::RevokeConnectionRequest>,
+    ) -> Result<Response<pb::RevokeConnectionResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let connection = self.0.revoke_connection(&caller, &req.name).await?;
+        Ok(Response::new(pb::RevokeConnectionResponse {
+            connection: Some(connection_to_pb(&connection)),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -434,6 +515,17 @@ impl pb::admin_server::Admin for AdminApi {
         Ok(Response::new(pb::AdminListConnectionsResponse {
             connections: page.items.iter().map(admin_row_to_pb).collect(),
             next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn revoke_connection(
+        &self,
+        request: Request<pb::AdminRevokeConnectionRequest>,
+    ) -> Result<Response<pb::AdminRevokeConnectionResponse>, Status> {
+        let req = request.into_inner();
+        let row = self.0.admin_revoke_connection(&req.user_id, &req.connection).await?;
+        Ok(Response::new(pb::AdminRevokeConnectionResponse {
+            connection: Some(admin_row_to_pb(&row)),
         }))
     }
 }

@@ -9,12 +9,14 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod connect;
 pub mod error;
 pub mod grpc;
 pub mod names;
 pub mod paging;
 pub mod pb;
 pub mod rest;
+pub mod rest_connect;
 pub mod service;
 pub mod telemetry;
 

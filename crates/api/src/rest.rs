@@ -91,7 +91,7 @@ impl QueryParams {
 }
 
 /// A JSON body parsed by hand so that malformed JSON gets a problem naming where it broke.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -815,7 +815,9 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Juy Calendar Service REST API", description = "The REST bridge of the Calendar Service. Errors are RFC 9457 problem documents whose `code` is the gRPC status name."),
-    paths(list_events, list_connections, list_calendars, get_settings, update_settings, admin_list_connections, healthz, readyz),
+    paths(list_events, list_connections, list_calendars, get_settings, update_settings, admin_list_connections,
+        crate::rest_connect::start_connect, crate::rest_connect::oauth_callback, crate::rest_connect::connect_caldav,
+        crate::rest_connect::revoke_connection, crate::rest_connect::admin_revoke_connection, healthz, readyz),
     components(schemas(Problem, crate::error::FieldViolation)),
     modifiers(&BearerAuth),
 )]
@@ -837,6 +839,15 @@ pub fn routes(service: CalendarService) -> Router {
         .route("/v1/calendar/calendars", get(list_calendars))
         .route("/v1/calendar/settings", get(get_settings).patch(update_settings))
         .route("/v1/admin/connections", get(admin_list_connections))
+        .route(
+            "/v1/calendar/connections/{custom}",
+            axum::routing::post(crate::rest_connect::connection_action),
+        )
+        .route("/v1/calendar/oauth/callback", get(crate::rest_connect::oauth_callback))
+        .route(
+            "/v1/admin/users/{user_id}/connections/{custom}",
+            axum::routing::post(crate::rest_connect::admin_revoke_connection),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi_json))

@@ -25,7 +25,8 @@ pub const MAX_RANGE_DAYS: i64 = 400;
 /// The service state shared by every request.
 #[derive(Clone)]
 pub struct CalendarService {
-    store: Store,
+    pub(crate) store: Store,
+    pub(crate) integrations: std::sync::Arc<crate::connect::Integrations>,
 }
 
 impl std::fmt::Debug for CalendarService {
@@ -113,9 +114,9 @@ struct AdminToken {
 }
 
 impl CalendarService {
-    /// A service over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// A service over `store`, reaching providers through `integrations`.
+    pub fn new(store: Store, integrations: std::sync::Arc<crate::connect::Integrations>) -> Self {
+        Self { store, integrations }
     }
 
     /// The store, for readiness checks.
@@ -355,6 +356,31 @@ impl CalendarService {
         }
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
+        if modes.iter().any(|(_, mode)| *mode == CalendarMode::Write) {
+            // Write needs the account's consent to write (incremental consent):
+            // linking asked only for read scopes.
+            let calendars = calendars::list_calendars(&mut conn, &key, &caller.user_id, None).await?;
+            let accounts = accounts::list_accounts(&mut conn, &key, &caller.user_id).await?;
+            for (id, _) in modes.iter().filter(|(_, mode)| *mode == CalendarMode::Write) {
+                let Some(calendar) = calendars.iter().find(|c| c.id == *id) else {
+                    continue; // the store reports it as not found
+                };
+                let Some(account) = accounts.iter().find(|a| a.id == calendar.account_id) else {
+                    continue;
+                };
+                if calendar.can_write && !juy_oauth2::scopes_allow_write(account.provider, &account.scopes) {
+                    return Err(ApiError::failed_precondition(
+                        "WRITE_CONSENT_REQUIRED",
+                        format!(
+                            "{} cannot be switched to write: {} has not granted Juy write access; \
+                             link it again with StartConnect access WRITE first",
+                            names::calendar(*id),
+                            names::connection(account.id)
+                        ),
+                    ));
+                }
+            }
+        }
         let (_, channels) = settings::update_settings(&mut conn, &key, &caller.user_id, &modes, &channels)
             .await
             .map_err(|e| match e {

@@ -45,6 +45,58 @@ struct RawSettings {
     auth: RawAuth,
     telemetry: RawTelemetry,
     events: RawEvents,
+    google: RawOAuthProvider,
+    microsoft: RawOAuthProvider,
+    oauth: RawOAuth,
+    caldav: RawCalDav,
+}
+
+/// One OAuth provider: client registration and endpoints (defaults: the real ones).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOAuthProvider {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    revoke_url: Option<String>,
+    userinfo_url: Option<String>,
+    api_base_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOAuth {
+    redirect_uris: Vec<String>,
+    state_ttl_secs: u64,
+}
+
+impl Default for RawOAuth {
+    fn default() -> Self {
+        Self {
+            redirect_uris: Vec::new(),
+            state_ttl_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCalDav {
+    default_server_url: String,
+    allow_list: Vec<String>,
+    request_timeout_secs: u64,
+}
+
+impl Default for RawCalDav {
+    fn default() -> Self {
+        Self {
+            default_server_url: juy_api::connect::ICLOUD_CALDAV_URL.into(),
+            allow_list: Vec::new(),
+            request_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +278,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// How long an event row lives after the sync that last confirmed it.
     pub event_ttl: chrono::Duration,
+    /// Provider endpoints, OAuth clients and CalDAV rules.
+    pub integrations: juy_api::connect::IntegrationsConfig,
 }
 
 impl std::fmt::Debug for Settings {
@@ -237,6 +291,7 @@ impl std::fmt::Debug for Settings {
             .field("keyring", &self.keyring)
             .field("auth", &self.auth)
             .field("telemetry", &self.telemetry)
+            .field("integrations", &self.integrations)
             .finish_non_exhaustive()
     }
 }
@@ -311,7 +366,12 @@ impl Settings {
             let toml::Value::Table(section_table) = entry else {
                 return Err(ConfigError::new(section, "must be a table"));
             };
-            let value = if key == "url" || key.ends_with("secret") || key == "master_keys" {
+            let value = if key == "url"
+                || key.ends_with("_url")
+                || key.ends_with("secret")
+                || key == "master_keys"
+                || key == "client_id"
+            {
                 toml::Value::String(value.clone())
             } else {
                 env_value(value)
@@ -476,8 +536,95 @@ impl Settings {
                 service_name: raw.telemetry.service_name,
             },
             event_ttl: chrono::Duration::days(raw.events.ttl_days),
+            integrations: integrations(raw.google, raw.microsoft, raw.oauth, raw.caldav)?,
         })
     }
+}
+
+fn http_url(setting: &str, value: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(value.to_owned()),
+        _ => Err(ConfigError::new(setting, format!("`{value}` is not an http(s):// URL"))),
+    }
+}
+
+fn oauth_provider(
+    section: &str,
+    raw: RawOAuthProvider,
+    defaults: fn(String, Option<Zeroizing<String>>) -> juy_oauth2::ProviderEndpoints,
+) -> Result<Option<juy_oauth2::ProviderEndpoints>, ConfigError> {
+    let setting = |key: &str| format!("{section}.{key}");
+    let Some(client_id) = raw.client_id.filter(|id| !id.is_empty()) else {
+        if raw.client_secret.is_some() || raw.client_secret_file.is_some() {
+            return Err(ConfigError::new(
+                &setting("client_id"),
+                "is required with a client secret",
+            ));
+        }
+        return Ok(None);
+    };
+    let secret = match (raw.client_secret, raw.client_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                &setting("client_secret"),
+                "give client_secret or client_secret_file, not both",
+            ));
+        }
+        (Some(secret), None) => Some(Zeroizing::new(secret)),
+        (None, Some(path)) => Some(read_secret_file(&setting("client_secret_file"), &path)?),
+        (None, None) => None,
+    };
+    let mut endpoints = defaults(client_id, secret);
+    if let Some(url) = raw.authorize_url {
+        endpoints.authorize_url = http_url(&setting("authorize_url"), &url)?;
+    }
+    if let Some(url) = raw.token_url {
+        endpoints.token_url = http_url(&setting("token_url"), &url)?;
+    }
+    if let Some(url) = raw.revoke_url {
+        endpoints.revoke_url = Some(http_url(&setting("revoke_url"), &url)?);
+    }
+    if let Some(url) = raw.userinfo_url {
+        endpoints.userinfo_url = http_url(&setting("userinfo_url"), &url)?;
+    }
+    Ok(Some(endpoints))
+}
+
+fn integrations(
+    google: RawOAuthProvider,
+    microsoft: RawOAuthProvider,
+    oauth: RawOAuth,
+    caldav: RawCalDav,
+) -> Result<juy_api::connect::IntegrationsConfig, ConfigError> {
+    let mut config = juy_api::connect::IntegrationsConfig::default();
+    if let Some(base) = &google.api_base_url {
+        config.google_api_base = http_url("google.api_base_url", base)?;
+    }
+    if let Some(base) = &microsoft.api_base_url {
+        config.graph_api_base = http_url("microsoft.api_base_url", base)?;
+    }
+    config.google = oauth_provider("google", google, juy_oauth2::ProviderEndpoints::google)?;
+    config.microsoft = oauth_provider("microsoft", microsoft, juy_oauth2::ProviderEndpoints::microsoft)?;
+    for uri in &oauth.redirect_uris {
+        http_url("oauth.redirect_uris", uri)?;
+    }
+    config.redirect_uris = oauth.redirect_uris;
+    if !(60..=3600).contains(&oauth.state_ttl_secs) {
+        return Err(ConfigError::new("oauth.state_ttl_secs", "must be between 60 and 3600"));
+    }
+    config.state_ttl = Duration::from_secs(oauth.state_ttl_secs);
+    config.caldav_default_server = http_url("caldav.default_server_url", &caldav.default_server_url)?;
+    for entry in &caldav.allow_list {
+        if entry.is_empty() || entry.contains('/') || entry.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "caldav.allow_list",
+                format!("`{entry}` is not a host or host:port"),
+            ));
+        }
+    }
+    config.caldav_allow_list = caldav.allow_list;
+    config.provider_timeout = Duration::from_secs(caldav.request_timeout_secs.clamp(1, 300));
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -106,7 +106,13 @@ pub async fn seed(store: &Store, user: &UserId, monday: NaiveDate, ttl: Duration
         server_url: None,
         credentials: Some(b"{\"dev\":\"not a real token\"}".to_vec()),
     };
-    let google_scopes = ["openid", "email", "https://www.googleapis.com/auth/calendar.readonly"];
+    // The Google account granted write access (its "Work" calendar may be switched to Write).
+    let google_scopes = [
+        "openid",
+        "email",
+        "https://www.googleapis.com/auth/calendar.readonly",
+        "https://www.googleapis.com/auth/calendar.events",
+    ];
     let google = accounts::upsert_account(
         &mut conn,
         &key,

@@ -69,7 +69,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     }
     let store = Store::connect(&settings.database, settings.keyring.clone()).context("connecting to the database")?;
     let auth = Arc::new(Authenticator::new(&settings.auth).context("setting auth")?);
-    let service = CalendarService::new(store.clone());
+    // reqwest (provider clients) uses rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let integrations = juy_api::connect::Integrations::new(
+        settings.integrations.clone(),
+        store.clone(),
+        Arc::new(juy_domain::SystemClock),
+    )
+    .context("setting up the provider clients")?;
+    let service = CalendarService::new(store.clone(), Arc::new(integrations));
     let routers = juy_api::routers(service, auth, settings.server.request_timeout).await?;
     let tls = settings.tls.as_ref().map(crate::tls::acceptor).transpose()?;
 

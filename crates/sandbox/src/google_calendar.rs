@@ -3,17 +3,24 @@
 //! pages while more remain), `nextSyncToken` on the last page only,
 //! incremental listings by `syncToken` that include deletions as
 //! `{"id", "status": "cancelled"}`, and `410 fullSyncRequired` for an expired
-//! or unknown sync token.
+//! or unknown sync token. Writes: `events.insert` with a client-chosen id
+//! (`a-v0-9`, 5–1024 characters; 409 `duplicate` when taken), `events.get`,
+//! `events.patch` and `events.delete` guarded by `If-Match` (412
+//! `conditionNotMet`); deleting twice answers 410 `deleted`. Recurring series
+//! are expanded into instances by `singleEvents=true` (ids
+//! `{seriesId}_{YYYYMMDDTHHMMSSZ}`, with `recurringEventId` and
+//! `originalStartTime`).
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{Value, json};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
 
-use crate::{Provider, Sandbox, api_caller};
+use crate::{Account, Frequency, Provider, Recurrence, Sandbox, api_caller, instance_stamp};
 
 /// A calendar of a Google account in the sandbox.
 #[derive(Debug, Clone)]
@@ -34,6 +41,8 @@ pub(crate) struct GoogleEvent {
     pub(crate) resource: Value,
     pub(crate) seq: u64,
     pub(crate) deleted: bool,
+    /// Set for a series master: how `singleEvents=true` expands it.
+    pub(crate) series: Option<Recurrence>,
 }
 
 /// Where a listing stands between pages.
@@ -48,6 +57,8 @@ pub(crate) struct Listing {
     offset: usize,
     time_min: Option<DateTime<Utc>>,
     time_max: Option<DateTime<Utc>>,
+    /// `singleEvents=true`: series come as their instances.
+    single_events: bool,
 }
 
 /// Google Calendar state inside the sandbox.
@@ -66,6 +77,162 @@ impl GoogleState {
     fn token(&mut self, prefix: &str) -> String {
         self.next_token += 1;
         format!("{prefix}{:016x}", self.next_token.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// Stores `resource` as the new version of its event: bumps the change
+    /// sequence, sets `etag`, `updated`, `kind` and a default `status`.
+    fn store(&mut self, now: DateTime<Utc>, calendar: &str, mut resource: Value, series: Option<Recurrence>) -> Value {
+        self.seq += 1;
+        let seq = self.seq;
+        let id = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        resource["etag"] = json!(format!("\"{seq}\""));
+        resource["updated"] = json!(now.to_rfc3339_opts(SecondsFormat::Millis, true));
+        resource["kind"] = json!("calendar#event");
+        if resource.get("status").is_none() {
+            resource["status"] = json!("confirmed");
+        }
+        if resource.get("iCalUID").is_none() {
+            resource["iCalUID"] = json!(format!("{id}@google.com"));
+        }
+        self.events.retain(|e| !(e.calendar == calendar && e.id == id));
+        self.events.push(GoogleEvent {
+            calendar: calendar.into(),
+            id,
+            resource: resource.clone(),
+            seq,
+            deleted: false,
+            series,
+        });
+        resource
+    }
+
+    /// Marks an event deleted: incremental listings report it as cancelled.
+    fn delete(&mut self, calendar: &str, id: &str) {
+        self.seq += 1;
+        let seq = self.seq;
+        for event in self.events.iter_mut().filter(|e| e.calendar == calendar && e.id == id) {
+            event.deleted = true;
+            event.seq = seq;
+        }
+    }
+
+    /// The stored event (series masters included, deleted ones too).
+    fn stored(&self, calendar: &str, id: &str) -> Option<&GoogleEvent> {
+        self.events.iter().find(|e| e.calendar == calendar && e.id == id)
+    }
+
+    /// The calendar, if `account` can see it.
+    fn calendar(&self, account: &str, calendar: &str) -> Option<&GoogleCalendar> {
+        self.calendars.iter().find(|c| c.id == calendar && c.account == account)
+    }
+
+    /// `Ok` when `account` may write events to `calendar`; the provider's error otherwise.
+    fn writable(&self, account: &str, calendar: &str) -> Result<(), Box<Response>> {
+        match self.calendar(account, calendar) {
+            None => Err(Box::new(error(StatusCode::NOT_FOUND, "notFound", "Not Found"))),
+            Some(c) if c.access_role == "owner" || c.access_role == "writer" => Ok(()),
+            Some(_) => Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                "requiredAccessLevel",
+                "You need to have writer access to this calendar.",
+            ))),
+        }
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn cancelled(id: &str) -> Value {
+    json!({"kind": "calendar#event", "id": id, "status": "cancelled"})
+}
+
+/// One instance of a series master, as `singleEvents=true` lists it.
+fn instance(master: &GoogleEvent, series: &Recurrence, start: DateTime<Utc>) -> Value {
+    let mut resource = master.resource.clone();
+    if let Some(fields) = resource.as_object_mut() {
+        fields.remove("recurrence");
+    }
+    let zone = master
+        .resource
+        .pointer("/start/timeZone")
+        .cloned()
+        .unwrap_or_else(|| json!("UTC"));
+    let end = start.checked_add_signed(series.duration).unwrap_or(start);
+    resource["id"] = json!(format!("{}_{}", master.id, instance_stamp(start)));
+    resource["recurringEventId"] = json!(master.id);
+    resource["originalStartTime"] = json!({"dateTime": rfc3339(start), "timeZone": zone});
+    resource["start"] = json!({"dateTime": rfc3339(start), "timeZone": zone});
+    resource["end"] = json!({"dateTime": rfc3339(end), "timeZone": zone});
+    resource
+}
+
+/// The resource `events.get` shows for `id`: a stored event (deleted ones as
+/// cancelled) or one instance of a stored series.
+fn lookup(state: &GoogleState, calendar: &str, id: &str) -> Option<Value> {
+    if let Some(event) = state.stored(calendar, id) {
+        let mut resource = event.resource.clone();
+        if event.deleted {
+            resource["status"] = json!("cancelled");
+        }
+        return Some(resource);
+    }
+    let (master_id, stamp) = id.rsplit_once('_')?;
+    let master = state.stored(calendar, master_id)?;
+    let series = master.series.as_ref()?;
+    let start = series.starts().into_iter().find(|s| instance_stamp(*s) == stamp)?;
+    let mut resource = instance(master, series, start);
+    if master.deleted {
+        resource["status"] = json!("cancelled");
+    }
+    Some(resource)
+}
+
+/// Google's event ids: `a-v` and `0-9` (base32hex), 5 to 1024 characters.
+fn valid_event_id(id: &str) -> bool {
+    (5..=1024).contains(&id.len()) && id.bytes().all(|b| matches!(b, b'a'..=b'v' | b'0'..=b'9'))
+}
+
+/// A JSON object request body, or Google's `parseError`.
+fn object_body(body: &[u8]) -> Result<Map<String, Value>, Box<Response>> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        _ => Err(Box::new(error(StatusCode::BAD_REQUEST, "parseError", "Parse Error"))),
+    }
+}
+
+/// 412 `conditionNotMet` when `If-Match` names another version than `etag`.
+fn precondition(h: &HeaderMap, resource: &Value) -> Result<(), Box<Response>> {
+    let Some(wanted) = h.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let current = resource.get("etag").and_then(Value::as_str).unwrap_or_default();
+    match wanted.to_str() {
+        Ok("*") => Ok(()),
+        Ok(w) if w == current => Ok(()),
+        _ => Err(Box::new(error(
+            StatusCode::PRECONDITION_FAILED,
+            "conditionNotMet",
+            "Precondition Failed",
+        ))),
+    }
+}
+
+/// Both `start` and `end` name a time (`dateTime` or `date`), or Google's `required`.
+fn times_present(resource: &Value) -> Result<(), Box<Response>> {
+    if resource.get("start").and_then(instant).is_some() && resource.get("end").and_then(instant).is_some() {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "Missing start or end time.",
+        )))
     }
 }
 
@@ -202,6 +369,7 @@ pub(crate) async fn events_list(
                 offset: 0,
                 time_min: None,
                 time_max: None,
+                single_events: q.get("singleEvents").is_some_and(|v| v == "true"),
             },
             _ => {
                 return error(
@@ -219,19 +387,54 @@ pub(crate) async fn events_list(
             offset: 0,
             time_min,
             time_max,
+            single_events: q.get("singleEvents").is_some_and(|v| v == "true"),
         }
     };
 
-    let mut matching: Vec<&GoogleEvent> = state
+    let full = listing.since.is_none();
+    let mut matching: Vec<(String, Value)> = Vec::new();
+    for e in state
         .events
         .iter()
         .filter(|e| e.calendar == calendar && e.seq <= listing.snapshot)
         .filter(|e| match listing.since {
-            None => !e.deleted && in_window(&e.resource, listing.time_min, listing.time_max),
+            None => !e.deleted,
             Some(since) => e.seq > since,
         })
-        .collect();
-    matching.sort_by(|a, b| a.id.cmp(&b.id));
+    {
+        match (&e.series, listing.single_events) {
+            (Some(series), true) => {
+                for start in series.starts() {
+                    let item = instance(e, series, start);
+                    if full && !in_window(&item, listing.time_min, listing.time_max) {
+                        continue;
+                    }
+                    let id = item["id"].as_str().unwrap_or_default().to_owned();
+                    let item = if e.deleted { cancelled(&id) } else { item };
+                    matching.push((id, item));
+                }
+            }
+            (series, _) => {
+                let inside = match series {
+                    Some(series) => {
+                        listing.time_min.is_none_or(|min| series.last_end() > min)
+                            && listing.time_max.is_none_or(|max| series.first_start < max)
+                    }
+                    None => in_window(&e.resource, listing.time_min, listing.time_max),
+                };
+                if full && !inside {
+                    continue;
+                }
+                let item = if e.deleted {
+                    cancelled(&e.id)
+                } else {
+                    e.resource.clone()
+                };
+                matching.push((e.id.clone(), item));
+            }
+        }
+    }
+    matching.sort_by(|a, b| a.0.cmp(&b.0));
     let remaining = matching.len().saturating_sub(listing.offset);
     // Real listings return short pages while more remain: never trust a short page to be the last.
     let take = if remaining > size {
@@ -243,13 +446,7 @@ pub(crate) async fn events_list(
         .iter()
         .skip(listing.offset)
         .take(take)
-        .map(|e| {
-            if e.deleted {
-                json!({"kind": "calendar#event", "id": e.id, "status": "cancelled"})
-            } else {
-                e.resource.clone()
-            }
-        })
+        .map(|(_, item)| item.clone())
         .collect();
     let mut body = json!({"kind": "calendar#events", "summary": calendar, "timeZone": "Europe/Berlin",
         "defaultReminders": [{"method": "popup", "minutes": 10}], "items": items});
@@ -271,6 +468,164 @@ pub(crate) async fn events_list(
     axum::Json(body).into_response()
 }
 
+/// The caller's account, or the response to send instead.
+async fn caller(sb: &Sandbox, m: &Method, u: &Uri, h: &HeaderMap) -> Result<Account, Box<Response>> {
+    api_caller(sb, Provider::Google, m, u, h).await
+}
+
+/// `events.insert`: the client may choose the id (`a-v0-9`, 5–1024 characters); 409 when taken.
+pub(crate) async fn events_insert(
+    State(sb): State<Sandbox>,
+    Path(calendar): Path<String>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let account = match caller(&sb, &m, &u, &h).await {
+        Ok(account) => account,
+        Err(r) => return *r,
+    };
+    let mut fields = match object_body(&body) {
+        Ok(fields) => fields,
+        Err(r) => return *r,
+    };
+    let mut g = sb.lock();
+    let now = g.now();
+    if let Err(r) = g.google.writable(&account.id, &calendar) {
+        return *r;
+    }
+    let id = match fields.get("id") {
+        None => uuid::Uuid::new_v4().simple().to_string(),
+        Some(Value::String(id)) if valid_event_id(id) => id.clone(),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "invalid", "Invalid resource id value."),
+    };
+    if g.google.stored(&calendar, &id).is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            "duplicate",
+            "The requested identifier already exists.",
+        );
+    }
+    for server_owned in ["etag", "updated", "kind", "recurringEventId", "originalStartTime"] {
+        fields.remove(server_owned);
+    }
+    fields.insert("id".into(), json!(id));
+    fields.insert(
+        "created".into(),
+        json!(now.to_rfc3339_opts(SecondsFormat::Millis, true)),
+    );
+    fields.insert("creator".into(), json!({"email": account.email, "self": true}));
+    fields.insert("organizer".into(), json!({"email": account.email, "self": true}));
+    let resource = Value::Object(fields);
+    if let Err(r) = times_present(&resource) {
+        return *r;
+    }
+    axum::Json(g.google.store(now, &calendar, resource, None)).into_response()
+}
+
+/// `events.get`: stored events, instances of series, deleted ones as cancelled.
+pub(crate) async fn events_get(
+    State(sb): State<Sandbox>,
+    Path((calendar, event)): Path<(String, String)>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+) -> Response {
+    let account = match caller(&sb, &m, &u, &h).await {
+        Ok(account) => account,
+        Err(r) => return *r,
+    };
+    let g = sb.lock();
+    if g.google.calendar(&account.id, &calendar).is_none() {
+        return error(StatusCode::NOT_FOUND, "notFound", "Not Found");
+    }
+    match lookup(&g.google, &calendar, &event) {
+        Some(resource) => axum::Json(resource).into_response(),
+        None => error(StatusCode::NOT_FOUND, "notFound", "Not Found"),
+    }
+}
+
+/// `events.patch`: top-level fields replace (`null` removes), guarded by `If-Match`.
+/// Single instances of a series cannot be patched in the sandbox (404).
+pub(crate) async fn events_patch(
+    State(sb): State<Sandbox>,
+    Path((calendar, event)): Path<(String, String)>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let account = match caller(&sb, &m, &u, &h).await {
+        Ok(account) => account,
+        Err(r) => return *r,
+    };
+    let patch = match object_body(&body) {
+        Ok(fields) => fields,
+        Err(r) => return *r,
+    };
+    let mut g = sb.lock();
+    let now = g.now();
+    if let Err(r) = g.google.writable(&account.id, &calendar) {
+        return *r;
+    }
+    let Some(existing) = g.google.stored(&calendar, &event).cloned() else {
+        return error(StatusCode::NOT_FOUND, "notFound", "Not Found");
+    };
+    if existing.deleted {
+        return error(StatusCode::GONE, "deleted", "Resource has been deleted");
+    }
+    if let Err(r) = precondition(&h, &existing.resource) {
+        return *r;
+    }
+    let mut resource = existing.resource.clone();
+    if let Some(fields) = resource.as_object_mut() {
+        for (key, value) in patch {
+            if matches!(key.as_str(), "id" | "etag" | "updated" | "kind" | "iCalUID") {
+                continue;
+            }
+            if value.is_null() {
+                fields.remove(&key);
+            } else {
+                fields.insert(key, value);
+            }
+        }
+    }
+    if let Err(r) = times_present(&resource) {
+        return *r;
+    }
+    axum::Json(g.google.store(now, &calendar, resource, existing.series)).into_response()
+}
+
+/// `events.delete`: 204; 410 `deleted` when already deleted; guarded by `If-Match`.
+pub(crate) async fn events_delete(
+    State(sb): State<Sandbox>,
+    Path((calendar, event)): Path<(String, String)>,
+    m: Method,
+    u: Uri,
+    h: HeaderMap,
+) -> Response {
+    let account = match caller(&sb, &m, &u, &h).await {
+        Ok(account) => account,
+        Err(r) => return *r,
+    };
+    let mut g = sb.lock();
+    if let Err(r) = g.google.writable(&account.id, &calendar) {
+        return *r;
+    }
+    let Some(existing) = g.google.stored(&calendar, &event) else {
+        return error(StatusCode::NOT_FOUND, "notFound", "Not Found");
+    };
+    if existing.deleted {
+        return error(StatusCode::GONE, "deleted", "Resource has been deleted");
+    }
+    if let Err(r) = precondition(&h, &existing.resource) {
+        return *r;
+    }
+    g.google.delete(&calendar, &event);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 impl Sandbox {
     /// Adds a Google calendar to `account` (`access_role`: owner, writer, reader, freeBusyReader).
     pub fn add_google_calendar(&self, account: &str, id: &str, summary: &str, access_role: &str, primary: bool) {
@@ -284,46 +639,66 @@ impl Sandbox {
     }
 
     /// Creates or replaces the event `resource["id"]` in `calendar`; sets its `etag` and `updated`.
-    /// Returns the new etag.
-    pub fn put_google_event(&self, calendar: &str, mut resource: Value) -> String {
+    /// Returns the new etag. All-day events carry `start.date`/`end.date` (end exclusive).
+    pub fn put_google_event(&self, calendar: &str, resource: Value) -> String {
         let mut g = self.lock();
         let now = g.now();
-        let state = &mut g.google;
-        state.seq += 1;
-        let seq = state.seq;
-        let id = resource
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let etag = format!("\"{seq}\"");
-        resource["etag"] = json!(etag);
-        resource["updated"] = json!(now.to_rfc3339());
-        resource["kind"] = json!("calendar#event");
-        if resource.get("status").is_none() {
-            resource["status"] = json!("confirmed");
-        }
-        state.events.retain(|e| !(e.calendar == calendar && e.id == id));
-        state.events.push(GoogleEvent {
-            calendar: calendar.into(),
-            id,
-            resource,
-            seq,
-            deleted: false,
-        });
-        etag
+        let stored = g.google.store(now, calendar, resource, None);
+        stored["etag"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Creates or replaces the recurring series `id` in `calendar`: a master with
+    /// `recurrence: ["RRULE:…"]` and the first occurrence's `start`/`end` (UTC),
+    /// plus `fields` (summary, attendees…). `singleEvents=true` listings expand
+    /// it into instances `{id}_{YYYYMMDDTHHMMSSZ}`. Returns the new etag.
+    pub fn put_google_recurring_event(
+        &self,
+        calendar: &str,
+        id: &str,
+        recurrence: Recurrence,
+        fields: Value,
+    ) -> String {
+        let mut resource = match fields {
+            Value::Object(fields) => Value::Object(fields),
+            _ => json!({}),
+        };
+        let freq = match recurrence.freq {
+            Frequency::Daily => "DAILY",
+            Frequency::Weekly => "WEEKLY",
+        };
+        let end = recurrence
+            .first_start
+            .checked_add_signed(recurrence.duration)
+            .unwrap_or(recurrence.first_start);
+        resource["id"] = json!(id);
+        resource["start"] = json!({"dateTime": rfc3339(recurrence.first_start), "timeZone": "UTC"});
+        resource["end"] = json!({"dateTime": rfc3339(end), "timeZone": "UTC"});
+        resource["recurrence"] = json!([format!("RRULE:FREQ={freq};COUNT={}", recurrence.count)]);
+        let mut g = self.lock();
+        let now = g.now();
+        let stored = g.google.store(now, calendar, resource, Some(recurrence));
+        stored["etag"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Deletes an event: incremental listings report it as cancelled.
     pub fn delete_google_event(&self, calendar: &str, id: &str) {
-        let mut g = self.lock();
-        let state = &mut g.google;
-        state.seq += 1;
-        let seq = state.seq;
-        for event in state.events.iter_mut().filter(|e| e.calendar == calendar && e.id == id) {
-            event.deleted = true;
-            event.seq = seq;
-        }
+        self.lock().google.delete(calendar, id);
+    }
+
+    /// The stored resource of a Google event (instances of series too); deleted ones
+    /// show `status: cancelled`. `None` if it never existed.
+    pub fn google_event(&self, calendar: &str, id: &str) -> Option<Value> {
+        lookup(&self.lock().google, calendar, id)
+    }
+
+    /// How many events (series count once) `calendar` holds, deleted ones excluded.
+    pub fn google_event_count(&self, calendar: &str) -> usize {
+        self.lock()
+            .google
+            .events
+            .iter()
+            .filter(|e| e.calendar == calendar && !e.deleted)
+            .count()
     }
 
     /// Invalidates every Google sync token (the next incremental listing answers 410).

@@ -1,8 +1,10 @@
 //! Provider sandbox: a local HTTP server that imitates Google OAuth and the
-//! Microsoft identity platform (plus Google userinfo and Graph `/me`) as
-//! described in `PROVIDERS.md`, with an advanceable clock, a request log and
-//! fault injection. It is test and dev-run infrastructure only: it must never
-//! be linked into the production server, and it must never panic on a request.
+//! Microsoft identity platform (plus Google userinfo and Graph `/me`), Google
+//! Calendar v3 and Graph calendars (listings, sync tokens, writes, recurring
+//! series) as described in `PROVIDERS.md`, with an advanceable clock, a
+//! request log and fault injection. It is test and dev-run infrastructure
+//! only: it must never be linked into the production server, and it must
+//! never panic on a request.
 #![forbid(unsafe_code)]
 
 mod google_calendar;
@@ -64,6 +66,57 @@ pub enum Fault {
     TruncatedBody,
     /// Answer with a body that is not JSON.
     MalformedBody,
+}
+
+/// How often a sandbox recurring series repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frequency {
+    /// Every day.
+    Daily,
+    /// Every week, on the weekday of the first occurrence.
+    Weekly,
+}
+
+/// A simple recurring series for the sandbox's control methods: `count`
+/// occurrences, `freq` apart, the first starting at `first_start`, each
+/// lasting `duration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recurrence {
+    /// Start of the first occurrence.
+    pub first_start: DateTime<Utc>,
+    /// Length of every occurrence.
+    pub duration: Duration,
+    /// How often it repeats.
+    pub freq: Frequency,
+    /// How many occurrences there are.
+    pub count: u32,
+}
+
+impl Recurrence {
+    /// The start of every occurrence, in order.
+    pub(crate) fn starts(&self) -> Vec<DateTime<Utc>> {
+        let step = match self.freq {
+            Frequency::Daily => Duration::days(1),
+            Frequency::Weekly => Duration::weeks(1),
+        };
+        (0..self.count)
+            .map_while(|k| {
+                let offset = step.checked_mul(i32::try_from(k).ok()?)?;
+                self.first_start.checked_add_signed(offset)
+            })
+            .collect()
+    }
+
+    /// The end of the last occurrence.
+    pub(crate) fn last_end(&self) -> DateTime<Utc> {
+        let last = self.starts().last().copied().unwrap_or(self.first_start);
+        last.checked_add_signed(self.duration).unwrap_or(last)
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ`, the suffix of an instance id.
+pub(crate) fn instance_stamp(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
 /// Errors of the sandbox control API and server start.
@@ -174,6 +227,24 @@ impl Sandbox {
     pub fn push_fault(&self, provider: Provider, fault: Fault) {
         self.lock().faults.entry(pkey(provider)).or_default().push_back(fault);
     }
+    /// Issues an access token for `account` directly (a new grant, valid for an
+    /// hour of sandbox time), sparing tests the authorisation-code dance.
+    pub fn mint_access_token(&self, account: &str) -> String {
+        let mut g = self.lock();
+        let now = g.now();
+        g.next_grant += 1;
+        let grant_id = g.next_grant;
+        let access = format!("at-{}", uuid::Uuid::new_v4().simple());
+        g.access.insert(
+            access.clone(),
+            AccessToken {
+                account: account.into(),
+                grant_id,
+                expires: now + Duration::seconds(3600),
+            },
+        );
+        access
+    }
     /// Revoke every token of every grant of `account`.
     pub fn revoke_account_tokens(&self, account: &str) {
         let mut g = self.lock();
@@ -209,7 +280,7 @@ impl RunningSandbox {
     pub fn google_userinfo_url(&self) -> String {
         format!("{}/google/oauth2/v3/userinfo", self.base())
     }
-    /// Google Calendar v3 base (not yet served).
+    /// Google Calendar v3 base.
     pub fn google_api_base(&self) -> String {
         format!("{}/google/calendar/v3", self.base())
     }
@@ -261,7 +332,13 @@ pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
         )
         .route(
             "/google/calendar/v3/calendars/{calendar}/events",
-            get(google_calendar::events_list),
+            get(google_calendar::events_list).post(google_calendar::events_insert),
+        )
+        .route(
+            "/google/calendar/v3/calendars/{calendar}/events/{event}",
+            get(google_calendar::events_get)
+                .patch(google_calendar::events_patch)
+                .delete(google_calendar::events_delete),
         )
         .route("/microsoft/common/oauth2/v2.0/authorize", get(ms_authorize))
         .route("/microsoft/common/oauth2/v2.0/token", post(ms_token))
@@ -270,6 +347,16 @@ pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
         .route(
             "/microsoft/v1.0/me/calendars/{calendar}/calendarView/delta",
             get(graph_calendar::delta),
+        )
+        .route(
+            "/microsoft/v1.0/me/calendars/{calendar}/events",
+            post(graph_calendar::create_event),
+        )
+        .route(
+            "/microsoft/v1.0/me/events/{event}",
+            get(graph_calendar::get_event)
+                .patch(graph_calendar::patch_event)
+                .delete(graph_calendar::delete_event),
         )
         .with_state(sandbox.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

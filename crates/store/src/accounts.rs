@@ -160,7 +160,12 @@ async fn upsert_account_in_transaction(
         let revoked_at = sql::<Nullable<Timestamptz>>(if revoked { "coalesce(revoked_at, now())" } else { "NULL" });
         let row: Option<AccountRow> = if existing.is_some() {
             diesel::update(a::table.filter(a::user_id.eq(user)).filter(a::id.eq(id)))
-                .set((changes, a::revoked_at.eq(revoked_at), a::updated_at.eq(now)))
+                .set((
+                    changes,
+                    a::revoked_at.eq(revoked_at),
+                    a::status_reason.eq(None::<String>),
+                    a::updated_at.eq(now),
+                ))
                 .returning(AccountRow::as_returning())
                 .get_result(conn)
                 .await
@@ -398,4 +403,257 @@ pub async fn admin_list_accounts(
             },
         )
         .collect()
+}
+
+/// An account's status and decrypted credentials.
+pub struct AccountCredentials {
+    /// Where the account stands.
+    pub status: AccountStatus,
+    /// The provider it lives at.
+    pub provider: Provider,
+    /// The CalDAV server's URL, for CalDAV accounts.
+    pub server_url: Option<String>,
+    /// The serialised credentials, if any are stored.
+    pub credentials: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for AccountCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountCredentials")
+            .field("status", &self.status)
+            .field("provider", &self.provider)
+            .field("credentials", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads an account's status and credentials; with `for_update`, locks the
+/// row until the surrounding transaction ends (the single-flight guard of a
+/// token refresh across replicas). `None` if the account does not exist.
+pub async fn read_credentials(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    id: AccountId,
+    for_update: bool,
+) -> Result<Option<AccountCredentials>, StoreError> {
+    let query = a::table
+        .filter(a::user_id.eq(user.as_str()))
+        .filter(a::id.eq(id.0))
+        .select((a::status, a::provider, a::server_url, a::credentials_enc));
+    type Row = (String, String, Option<String>, Option<Vec<u8>>);
+    let row: Option<Row> = if for_update {
+        query.for_update().first(conn).await.optional()?
+    } else {
+        query.first(conn).await.optional()?
+    };
+    let Some((status, provider, server_url, sealed)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| StoreError::Corrupt(format!("account {id}: {what}"));
+    let credentials = match sealed {
+        Some(sealed) => Some(
+            key.open(&sealed, &aad("credentials_enc", user.as_str(), id.0))
+                .map_err(|_| corrupt("credentials could not be decrypted"))?,
+        ),
+        None => None,
+    };
+    Ok(Some(AccountCredentials {
+        status: status.parse().map_err(|_| corrupt("unknown status"))?,
+        provider: provider.parse().map_err(|_| corrupt("unknown provider"))?,
+        server_url,
+        credentials,
+    }))
+}
+
+/// Replaces an account's credentials (a refreshed or rotated token), unless
+/// the account was revoked or needs re-authorisation meanwhile; returns
+/// whether it replaced them.
+pub async fn replace_credentials(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    id: AccountId,
+    credentials: &[u8],
+) -> Result<bool, StoreError> {
+    let sealed = key.seal(credentials, &aad("credentials_enc", user.as_str(), id.0));
+    let updated = diesel::update(
+        a::table
+            .filter(a::user_id.eq(user.as_str()))
+            .filter(a::id.eq(id.0))
+            .filter(a::status.ne_all([AccountStatus::Revoked.as_str(), AccountStatus::ReauthRequired.as_str()])),
+    )
+    .set((a::credentials_enc.eq(sealed), a::updated_at.eq(now)))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Marks an account as needing the user to link it again (the provider
+/// refused its grant): its credentials are dropped, `reason` is shown to the
+/// user, and no work is done on it until it is linked again. A revoked
+/// account stays revoked.
+pub async fn mark_reauth_required(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    id: AccountId,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        a::table
+            .filter(a::user_id.eq(user.as_str()))
+            .filter(a::id.eq(id.0))
+            .filter(a::status.ne(AccountStatus::Revoked.as_str())),
+    )
+    .set((
+        a::status.eq(AccountStatus::ReauthRequired.as_str()),
+        a::status_reason.eq(reason),
+        a::credentials_enc.eq(None::<Vec<u8>>),
+        a::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// What revoking an account removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    /// Calendars deleted.
+    pub calendars: u64,
+    /// Synced events deleted.
+    pub events: u64,
+}
+
+/// Revokes an account in one transaction: drops its credentials, marks it
+/// revoked (remembering when) and purges everything synced from it (its
+/// events and calendars). The row itself stays, for the user's and admins'
+/// record. Revoking a revoked account changes nothing and succeeds.
+pub async fn revoke_account(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    id: AccountId,
+    reason: &str,
+) -> Result<Revoked, StoreError> {
+    use crate::schema::user_calendar_events as e;
+    conn.transaction(async |conn| {
+        let found: Option<Uuid> = a::table
+            .filter(a::user_id.eq(user.as_str()))
+            .filter(a::id.eq(id.0))
+            .select(a::id)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        if found.is_none() {
+            return Err(StoreError::NotFound {
+                what: "connection",
+                id: id.to_string(),
+            });
+        }
+        diesel::update(a::table.filter(a::user_id.eq(user.as_str())).filter(a::id.eq(id.0)))
+            .set((
+                a::status.eq(AccountStatus::Revoked.as_str()),
+                a::status_reason.eq(reason),
+                a::credentials_enc.eq(None::<Vec<u8>>),
+                a::revoked_at.eq(sql::<Nullable<Timestamptz>>("coalesce(revoked_at, now())")),
+                a::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        let calendar_ids = c::table
+            .filter(c::user_id.eq(user.as_str()))
+            .filter(c::account_id.eq(id.0))
+            .select(c::id);
+        let events = diesel::delete(
+            e::table
+                .filter(e::user_id.eq(user.as_str()))
+                .filter(e::calendar_id.eq_any(calendar_ids)),
+        )
+        .execute(conn)
+        .await?;
+        let calendars = diesel::delete(
+            c::table
+                .filter(c::user_id.eq(user.as_str()))
+                .filter(c::account_id.eq(id.0)),
+        )
+        .execute(conn)
+        .await?;
+        Ok(Revoked {
+            calendars: calendars as u64,
+            events: events as u64,
+        })
+    })
+    .await
+}
+
+/// What a credential update under lock decided.
+pub enum CredentialUpdate<R> {
+    /// Leave the stored credentials as they are.
+    Keep(R),
+    /// Store these credentials instead (a refreshed or rotated token).
+    Replace(Zeroizing<Vec<u8>>, R),
+    /// The provider refused the grant: mark the account `reauth_required`
+    /// with this user-visible reason and drop its credentials.
+    ReauthRequired(String, R),
+}
+
+/// Runs `decide` on an account's credentials while holding its row lock, and
+/// applies its decision in the same transaction: the single-flight guard of
+/// token refreshes across replicas (a second refresher waits, then sees the
+/// first one's new token), and the atomic replacement of rotated refresh
+/// tokens. `None` if the account does not exist.
+pub async fn update_credentials_locked<R, F>(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    id: AccountId,
+    decide: F,
+) -> Result<Option<R>, StoreError>
+where
+    R: Send,
+    F: FnOnce(AccountCredentials) -> futures::future::BoxFuture<'static, CredentialUpdate<R>> + Send,
+{
+    conn.transaction(async |conn| {
+        let Some(current) = read_credentials(conn, key, user, id, true).await? else {
+            return Ok(None);
+        };
+        Ok(Some(match decide(current).await {
+            CredentialUpdate::Keep(result) => result,
+            CredentialUpdate::Replace(credentials, result) => {
+                replace_credentials(conn, key, user, id, &credentials).await?;
+                result
+            }
+            CredentialUpdate::ReauthRequired(reason, result) => {
+                mark_reauth_required(conn, user, id, &reason).await?;
+                result
+            }
+        }))
+    })
+    .await
+}
+
+/// Links an account and its calendars in one transaction (nothing is stored
+/// if any part fails): [`upsert_account`], then the calendars under the
+/// account's id (their `account_id` is overwritten), as
+/// [`crate::calendars::upsert_calendars`] stores them.
+pub async fn link_account(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    account: &NewAccount,
+    calendars: Vec<crate::calendars::NewCalendar>,
+) -> Result<(ConnectedAccount, Vec<juy_domain::Calendar>), StoreError> {
+    conn.transaction(async |conn| {
+        let linked = upsert_account_in_transaction(conn, key, account).await?;
+        let calendars: Vec<crate::calendars::NewCalendar> = calendars
+            .into_iter()
+            .map(|mut calendar| {
+                calendar.account_id = linked.id;
+                calendar
+            })
+            .collect();
+        let stored = crate::calendars::upsert_calendars(conn, key, &account.user_id, &calendars).await?;
+        Ok((linked, stored))
+    })
+    .await
 }
