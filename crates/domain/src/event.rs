@@ -166,7 +166,8 @@ pub struct CalendarEvent {
     pub location: Option<String>,
     /// Description (stored encrypted).
     pub description: Option<String>,
-    /// Start instant (UTC). For all-day events, the start of the first day in `time_zone` (or UTC).
+    /// Start instant (UTC). For all-day events, the start of the first day in the event's own zone,
+    /// else the calendar's zone, else UTC (free/busy recomputes all-day time in the owner's zone).
     pub start: DateTime<Utc>,
     /// End instant (UTC), after `start`.
     pub end: DateTime<Utc>,

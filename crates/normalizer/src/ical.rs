@@ -36,11 +36,19 @@
 //!   `STATUS:CANCELLED` removes it. `RANGE=THISANDFUTURE` (best effort)
 //!   moves later occurrences by the same shift, with its length and details.
 //!   An override whose `RECURRENCE-ID` the rule never produces is kept.
-//! - Bounds: objects over [`MAX_OBJECT_BYTES`] are rejected unread; a rule
-//!   may take [`MAX_RULE_STEPS`] steps from its start (rules without `COUNT`
-//!   first jump close to the window, so only `COUNT` rules of high frequency
-//!   meet this); past it, later occurrences are missing and a [`Rejected`]
-//!   says so.
+//! - Bounds (no input may cost much time or memory): objects over
+//!   [`MAX_OBJECT_BYTES`] are rejected unread; at most three `RRULE`s per
+//!   `VEVENT` are read; a rule without `COUNT` first jumps close to the
+//!   window, while one with `COUNT` is walked from its start, so it is not
+//!   expanded when it starts more than about 160 years before the window; a
+//!   rule stops after [`MAX_RULE_STEPS`] dates; occurrences are looked for
+//!   at most a year before the window (longer events, or longer
+//!   `THISANDFUTURE` shifts, may be missed). Each cut is reported as a
+//!   [`Rejected`] with field `RRULE`.
+//! - The `rrule` crate (unlike dateutil, which it ports) has a flaw: sub-daily
+//!   rules filtered by `BYHOUR` lose their `INTERVAL` alignment at day
+//!   boundaries (`FREQ=MINUTELY;INTERVAL=7;BYHOUR=9` gives 09:06 where
+//!   RFC 5545 wants 09:02). No calendar client writes such rules.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -81,6 +89,20 @@ const MAX_ZONE_ONSETS: usize = 2_000;
 /// and the most `VTIMEZONE`s whose observances are expanded.
 const MAX_TZIDS: usize = 256;
 const MAX_OBSERVED_ZONES: usize = 32;
+
+/// How far before the window an occurrence's length or a `THISANDFUTURE`
+/// shift can reach back, at most, when looking for occurrences.
+const MAX_REACH: TimeDelta = TimeDelta::days(366);
+
+/// The most `RRULE`s read per `VEVENT`.
+const MAX_RULES: usize = 3;
+
+/// How many days before the window's end a rule with `COUNT` may start:
+/// such a rule is walked from its start, about one step a day at worst.
+const MAX_COUNTED_DAYS: i64 = 60_000;
+
+/// The most observances per `VTIMEZONE` whose rule is expanded.
+const MAX_RULED_OBSERVANCES: usize = 8;
 
 /// The last day an occurrence may touch: later dates are refused, which
 /// keeps every computation far from chrono's limits.
@@ -382,6 +404,7 @@ fn from_guess(guess: GuessedZone) -> Option<Zone> {
 /// The onsets of a `VTIMEZONE`'s `STANDARD` and `DAYLIGHT` observances.
 fn observances(ical: &ICalendar, definition: &ICalendarComponent, horizon: NaiveDateTime) -> Option<Observances> {
     let mut by_local: Vec<(NaiveDateTime, i32, i32)> = Vec::new();
+    let mut ruled = 0;
     for child in &definition.component_ids {
         let Some(observance) = ical.component_by_id(*child) else {
             continue;
@@ -403,7 +426,14 @@ fn observances(ical: &ICalendar, definition: &ICalendarComponent, horizon: Naive
             continue;
         };
         let mut onsets = vec![start];
-        for rule in rules(observance) {
+        // Real observances recur yearly; other rules (and too many) are
+        // left out, as their expansion could be slow.
+        let yearly = rules(observance).filter(|r| r.freq == ICalendarFrequency::Yearly);
+        for rule in yearly.take(1) {
+            if ruled >= MAX_RULED_OBSERVANCES {
+                break;
+            }
+            ruled += 1;
             // UNTIL is in UTC; onsets are wall-clock times before the change.
             let until = match rule.until.as_ref().map(|u| (u, u.to_date_time())) {
                 None => None,
@@ -1204,6 +1234,10 @@ impl<'a> Object<'a> {
             longest = longest.max(one.event.span.at_most());
             furthest = furthest.max(self.shift(one).map_or(TimeDelta::zero(), |s| s.abs()));
         }
+        // Rules are searched from this far before the window at most: an
+        // occurrence lasting (or moved by) more than a year is absurd, and a
+        // search from centuries back costs a loop per day inside `rrule`.
+        let (longest, furthest) = (longest.min(MAX_REACH), furthest.min(MAX_REACH));
         // Rule dates are wall-clock times: a date is placed in the calendar's
         // zone (up to 14 hours off UTC), a time in its own zone, where only
         // DST shifts of an hour or two can move it.
@@ -1213,7 +1247,6 @@ impl<'a> Object<'a> {
             TimeDelta::hours(3)
         };
         let reach = longest
-            .min(TimeDelta::days(3_660_000))
             .checked_add(&furthest)
             .and_then(|d| d.checked_add(&margin))
             .unwrap_or(TimeDelta::MAX);
@@ -1249,13 +1282,19 @@ impl<'a> Object<'a> {
         add(self, master.start.local(), master.span, found);
 
         let start = master.start.local();
-        let mut stopped = false;
+        let (mut stopped, mut too_old) = (false, false);
         let mut invalid = component.properties(&ICalendarProperty::Rrule).count() > rules(component).count();
-        for rule in rules(component) {
+        // RFC 5545: RRULE SHOULD NOT occur more than once; each costs time.
+        for rule in rules(component).take(MAX_RULES) {
             let until = match rule.until.as_ref() {
                 None => Ok(None),
                 Some(until) => self.until(until, &master.start).ok_or(()).map(Some),
             };
+            if rule.count.is_some() && (high - start).num_days() > MAX_COUNTED_DAYS {
+                // COUNT is counted from DTSTART: no jumping ahead.
+                too_old = true;
+                continue;
+            }
             let set = match until.and_then(|until| rule_set(rule, start, until, Some(low))) {
                 Ok(Some(set)) => set,
                 Ok(None) => continue,
@@ -1290,6 +1329,12 @@ impl<'a> Object<'a> {
             self.reject(RejectReason::InvalidField {
                 field: "RRULE",
                 problem: "not a valid recurrence rule; its dates are missing".into(),
+            });
+        }
+        if too_old {
+            self.reject(RejectReason::InvalidField {
+                field: "RRULE",
+                problem: "a COUNT rule starting this long before the window is not expanded".into(),
             });
         }
         if stopped {

@@ -237,3 +237,129 @@ async fn admin_listing_pages_through_every_account_in_order() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn revoke_account_purges_calendars_and_events_in_one_go_and_keeps_the_row() {
+    use juy_store::accounts::{read_credentials, revoke_account};
+    use juy_store::events::upsert_events;
+
+    let mut f = fixture().await;
+    let account = upsert_account(&mut f.conn, &f.key, &new_account(&f.user, "sub-1"))
+        .await
+        .unwrap();
+    let calendars = upsert_calendars(
+        &mut f.conn,
+        &f.key,
+        &f.user,
+        &[
+            new_calendar(&account, "cal-1", true),
+            new_calendar(&account, "cal-2", false),
+        ],
+    )
+    .await
+    .unwrap();
+    let events: Vec<_> = calendars
+        .iter()
+        .map(|c| {
+            crate::support::event(
+                c,
+                &format!("ev-{}", c.id),
+                crate::support::at(5, 9, 0),
+                crate::support::at(5, 10, 0),
+            )
+        })
+        .collect();
+    upsert_events(
+        &mut f.conn,
+        &f.key,
+        &events,
+        chrono::Utc::now(),
+        chrono::Duration::days(30),
+    )
+    .await
+    .unwrap();
+
+    let revoked = revoke_account(&mut f.conn, &f.user, account.id, "Revoked by the user.")
+        .await
+        .unwrap();
+    assert_eq!((revoked.calendars, revoked.events), (2, 2));
+    let state = read_credentials(&mut f.conn, &f.key, &f.user, account.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.status, AccountStatus::Revoked);
+    assert!(state.credentials.is_none());
+    let row = get_account(&mut f.conn, &f.key, &f.user, account.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status_reason.as_deref(), Some("Revoked by the user."));
+    assert_eq!(
+        texts(&mut f.conn, "SELECT count(*)::text AS value FROM calendars").await,
+        vec!["0".to_owned()]
+    );
+    // Again: harmless. Another user's account: not found.
+    revoke_account(&mut f.conn, &f.user, account.id, "again").await.unwrap();
+    assert!(
+        revoke_account(&mut f.conn, &user("mallory"), account.id, "x")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn credential_updates_under_lock_replace_or_mark_reauth_and_skip_revoked_accounts() {
+    use futures::FutureExt as _;
+    use juy_store::accounts::{CredentialUpdate, mark_reauth_required, read_credentials, update_credentials_locked};
+
+    let mut f = fixture().await;
+    let account = upsert_account(&mut f.conn, &f.key, &new_account(&f.user, "sub-1"))
+        .await
+        .unwrap();
+    let seen = update_credentials_locked(&mut f.conn, &f.key, &f.user, account.id, |current| {
+        async move {
+            let old = current.credentials.as_ref().map(|c| c.to_vec());
+            CredentialUpdate::Replace(zeroize::Zeroizing::new(b"rotated".to_vec()), old)
+        }
+        .boxed()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(seen.as_deref(), Some(&b"{\"refresh_token\":\"r-1\"}"[..]));
+    let now = read_credentials(&mut f.conn, &f.key, &f.user, account.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.credentials.as_ref().map(|c| c.to_vec()), Some(b"rotated".to_vec()));
+
+    update_credentials_locked(&mut f.conn, &f.key, &f.user, account.id, |_| {
+        async { CredentialUpdate::ReauthRequired("link again".into(), ()) }.boxed()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let now = read_credentials(&mut f.conn, &f.key, &f.user, account.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.status, AccountStatus::ReauthRequired);
+    assert!(now.credentials.is_none());
+    // A refresh finishing after the account was marked cannot bring credentials back.
+    assert!(
+        !juy_store::accounts::replace_credentials(&mut f.conn, &f.key, &f.user, account.id, b"late")
+            .await
+            .unwrap()
+    );
+    assert!(
+        mark_reauth_required(&mut f.conn, &f.user, account.id, "again")
+            .await
+            .unwrap()
+    );
+    let missing = update_credentials_locked(&mut f.conn, &f.key, &f.user, juy_domain::AccountId::new(), |_| {
+        async { CredentialUpdate::Keep(()) }.boxed()
+    })
+    .await
+    .unwrap();
+    assert!(missing.is_none());
+}
