@@ -8,7 +8,7 @@ WORKDIR /src
 # The builder image already has libpq-dev, which diesel links against; the
 # protos compile in pure Rust (protox), so no protoc is needed.
 COPY . .
-RUN cargo build --release --locked -p juy-calendar
+RUN cargo build --release --locked --no-default-features -p juy-calendar
 
 FROM debian:bookworm-slim
 # Unpinned on purpose: bookworm's security updates should land on rebuild.

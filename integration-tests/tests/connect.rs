@@ -182,6 +182,12 @@ async fn google_link_lists_calendars_stores_tokens_encrypted_and_relinking_updat
         pb::ConnectionState::Pending as i32,
         "ready for its first sync"
     );
+    assert!(
+        connection.scopes.iter().any(|s| s.ends_with("/calendar.readonly")),
+        "{:?}",
+        connection.scopes
+    );
+    assert!(!connection.scopes.iter().any(|s| s.ends_with("/calendar.events")));
     let mut names: Vec<&str> = linked.calendars.iter().map(|c| c.display_name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["Ada", "Holidays"]);
@@ -234,6 +240,39 @@ async fn google_link_lists_calendars_stores_tokens_encrypted_and_relinking_updat
         .authorization_url;
     assert!(write_url.contains("calendar.events"));
     assert!(write_url.contains("include_granted_scopes=true"));
+
+    // Write mode needs write consent first (incremental consent).
+    let writable = linked
+        .calendars
+        .iter()
+        .find(|c| c.display_name == "Ada")
+        .unwrap()
+        .name
+        .clone();
+    let to_write = || pb::UpdateCalendarSettingsRequest {
+        settings: Some(pb::CalendarSettings {
+            calendar_modes: vec![pb::CalendarModeSetting {
+                calendar: writable.clone(),
+                mode: pb::CalendarMode::Write.into(),
+            }],
+            ..Default::default()
+        }),
+        update_mask: None,
+    };
+    let refused = client
+        .update_calendar_settings(authed(to_write(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("write access"), "{}", refused.message());
+    let redirect = providers::authorize(&write_url).await;
+    let upgraded = complete(&server, &token, &redirect).await.unwrap().connection.unwrap();
+    assert_eq!(upgraded.name, connection.name);
+    assert!(upgraded.scopes.iter().any(|s| s.ends_with("/calendar.events")));
+    client
+        .update_calendar_settings(authed(to_write(), &token))
+        .await
+        .unwrap();
     server.stop().await;
     sandbox.stop().await;
 }

@@ -237,12 +237,86 @@ fn dev() -> anyhow::Result<()> {
         }
     };
     let state_dir = target_dir()?.join("dev");
+    let caldav = Radicale::start(&state_dir)?;
     let status = cargo()
         .args(["run", "--quiet", "-p", "juy-calendar", "--", "dev", "--state-dir"])
         .arg(&state_dir)
         .env("DATABASE_URL", url)
+        // Linking a CalDAV account with no server URL reaches the local Radicale.
+        .env("JUY_CALDAV__DEFAULT_SERVER_URL", &caldav.url)
+        .env("JUY_CALDAV__ALLOW_LIST", format!("[\"127.0.0.1:{}\"]", caldav.port))
+        .env("JUY_DEV_CALDAV_USER", Radicale::USER)
+        .env("JUY_DEV_CALDAV_PASSWORD", Radicale::PASSWORD)
         .status()?;
     check(status, "juy-calendar dev")
+}
+
+/// A local CalDAV server (Radicale from the tools venv) for the dev run,
+/// with one user and a "Personal" calendar; stopped on drop.
+struct Radicale {
+    child: std::process::Child,
+    url: String,
+    port: u16,
+}
+
+impl Radicale {
+    const USER: &str = "dev-user";
+    const PASSWORD: &str = "dev-app-password";
+
+    fn start(state_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let dir = state_dir.join("radicale");
+        let calendar = dir
+            .join("collections/collection-root")
+            .join(Self::USER)
+            .join("personal");
+        std::fs::create_dir_all(&calendar)?;
+        let props = calendar.join(".Radicale.props");
+        if !props.exists() {
+            std::fs::write(
+                &props,
+                r##"{"C:supported-calendar-component-set": "VEVENT", "D:displayname": "Personal", "ICAL:calendar-color": "#8e8e93ff", "tag": "VCALENDAR"}"##,
+            )?;
+        }
+        std::fs::write(dir.join("users"), format!("{}:{}\n", Self::USER, Self::PASSWORD))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = dir.join("config");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhosts = 127.0.0.1:{port}\n\n[auth]\ntype = htpasswd\nhtpasswd_filename = {}\n\
+                 htpasswd_encryption = plain\n\n[rights]\ntype = owner_only\n\n[storage]\nfilesystem_folder = {}\n\n\
+                 [logging]\nlevel = warning\n",
+                dir.join("users").display(),
+                dir.join("collections").display()
+            ),
+        )?;
+        let child = Command::new(tools_dir().join("venv/bin/python"))
+            .args(["-m", "radicale", "--config"])
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting Radicale (scripts/install-test-tools installs it): {e}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "Radicale did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+        })
+    }
+}
+
+impl Drop for Radicale {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn tools_dir() -> PathBuf {

@@ -317,3 +317,47 @@ pub async fn seed(store: &Store, user: &UserId, monday: NaiveDate, ttl: Duration
         events: stored,
     })
 }
+
+/// Settings that point a server's Google and Microsoft endpoints at a
+/// running provider sandbox; `rest_base` is where the server's REST bridge
+/// listens (its OAuth callback is the registered redirect URI).
+#[cfg(feature = "sandbox")]
+pub fn sandbox_env(sandbox: &juy_sandbox::RunningSandbox, rest_base: &str) -> Vec<(String, String)> {
+    [
+        ("JUY_GOOGLE__CLIENT_ID", "juy-dev-google".to_owned()),
+        ("JUY_GOOGLE__CLIENT_SECRET", "juy-dev-google-secret".to_owned()),
+        ("JUY_GOOGLE__AUTHORIZE_URL", sandbox.google_oauth_authorize_url()),
+        ("JUY_GOOGLE__TOKEN_URL", sandbox.google_token_url()),
+        ("JUY_GOOGLE__REVOKE_URL", sandbox.google_revoke_url()),
+        ("JUY_GOOGLE__USERINFO_URL", sandbox.google_userinfo_url()),
+        ("JUY_GOOGLE__API_BASE_URL", sandbox.google_api_base()),
+        ("JUY_MICROSOFT__CLIENT_ID", "juy-dev-microsoft".to_owned()),
+        ("JUY_MICROSOFT__CLIENT_SECRET", "juy-dev-microsoft-secret".to_owned()),
+        ("JUY_MICROSOFT__AUTHORIZE_URL", sandbox.microsoft_authorize_url()),
+        ("JUY_MICROSOFT__TOKEN_URL", sandbox.microsoft_token_url()),
+        (
+            "JUY_MICROSOFT__USERINFO_URL",
+            format!("{}/me", sandbox.graph_api_base()),
+        ),
+        ("JUY_MICROSOFT__API_BASE_URL", sandbox.graph_api_base()),
+        (
+            "JUY_OAUTH__REDIRECT_URIS",
+            format!("[\"{rest_base}/v1/calendar/oauth/callback\"]"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// How to link the sandbox's Google and Microsoft accounts on the dev run.
+#[cfg(feature = "sandbox")]
+pub fn linking_help(sandbox_base: &str, rest: &str) -> String {
+    format!(
+        "Provider sandbox (fake Google and Microsoft): {sandbox_base}  (control API: {sandbox_base}/_sandbox)\n\
+         Link its Google account (use microsoft:start for Microsoft):\n  \
+         URL=$(curl -s -X POST -H \"Authorization: Bearer $TOKEN\" http://{rest}/v1/calendar/connections/google:start | jq -r .authorization_url)\n  \
+         CALLBACK=$(curl -s -o /dev/null -w '%{{redirect_url}}' \"$URL\")   # the sandbox consents at once\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" \"$CALLBACK\"   # the gateway would forward the redirect like this\n"
+    )
+}

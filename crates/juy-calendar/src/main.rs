@@ -37,6 +37,14 @@ enum Command {
         #[arg(long, default_value = "target/dev")]
         state_dir: PathBuf,
     },
+    /// DEVELOPMENT ONLY: run the provider sandbox alone (fake Google and Microsoft with
+    /// seeded dev accounts) and print the settings that point a server at it.
+    #[cfg(feature = "sandbox")]
+    Sandbox {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 fn sources(cli: &Cli, defaults: Vec<(String, String)>) -> Sources {
@@ -113,8 +121,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let running = server::start(settings).await?;
             running.run_until(server::shutdown_signal()).await
         }
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox { addr } => {
+            let sandbox = juy_sandbox::Sandbox::new();
+            sandbox.seed_dev();
+            let running = juy_sandbox::serve_on(sandbox, *addr).await?;
+            println!(
+                "provider sandbox on {} (control API: {})",
+                running.base(),
+                running.control_url()
+            );
+            println!("point a server at it with:");
+            for (name, value) in dev::sandbox_env(&running, "http://127.0.0.1:8080") {
+                println!("  export {name}='{value}'");
+            }
+            server::shutdown_signal().await;
+            running.stop().await;
+            Ok(())
+        }
         Command::Dev { state_dir } => {
-            let settings = load(&sources(&cli, dev::default_env(state_dir)?))?;
+            let mut defaults = dev::default_env(state_dir)?;
+            #[cfg(feature = "sandbox")]
+            let sandbox = {
+                let sandbox = juy_sandbox::Sandbox::new();
+                sandbox.seed_dev();
+                let running = juy_sandbox::start(sandbox).await?;
+                defaults.extend(dev::sandbox_env(&running, "http://127.0.0.1:8080"));
+                running
+            };
+            let settings = load(&sources(&cli, defaults))?;
             let _guard = telemetry::init(&settings.telemetry)?;
             let ttl = settings.event_ttl;
             let auth = settings.auth.clone();
@@ -153,7 +188,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seeded.events.len(),
                 state_dir.display(),
             );
-            running.run_until(server::shutdown_signal()).await
+            #[cfg(feature = "sandbox")]
+            println!("{}", dev::linking_help(&sandbox.base(), &rest.to_string()));
+            let caldav = (
+                std::env::var("JUY_DEV_CALDAV_USER"),
+                std::env::var("JUY_DEV_CALDAV_PASSWORD"),
+            );
+            if let (Ok(user), Ok(password)) = caldav {
+                println!(
+                    "Link the local CalDAV server (Radicale) as an Apple/CalDAV account:\n  \
+                     curl -s -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    \
+                     -d '{{\"username\":\"{user}\",\"app_specific_password\":\"{password}\"}}' \\\n    \
+                     http://{rest}/v1/calendar/connections/caldav:connect\n"
+                );
+            }
+            let result = running.run_until(server::shutdown_signal()).await;
+            #[cfg(feature = "sandbox")]
+            sandbox.stop().await;
+            result
         }
     }
 }

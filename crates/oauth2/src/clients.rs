@@ -547,9 +547,15 @@ fn token_set(response: &oauth2::basic::BasicTokenResponse, scopes_asked: &[Strin
     // Without `expires_in`, assume the usual hour less a margin.
     let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3000));
     let lifetime = chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::seconds(3000));
-    let scopes = match response.scopes() {
-        Some(granted) if !granted.is_empty() => granted.iter().map(|s| s.to_string()).collect(),
-        _ => scopes_asked.to_vec(),
+    // Without a (non-empty) `scope`, the grant is what was asked for (RFC 6749 §5.1).
+    let granted: Vec<String> = response
+        .scopes()
+        .map(|scopes| scopes.iter().map(|s| s.to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let scopes = if granted.is_empty() {
+        scopes_asked.to_vec()
+    } else {
+        granted
     };
     TokenSet {
         access_token: Zeroizing::new(response.access_token().secret().clone()),

@@ -121,7 +121,7 @@ impl GoogleState {
     }
 
     /// The stored event (series masters included, deleted ones too).
-    fn stored(&self, calendar: &str, id: &str) -> Option<&GoogleEvent> {
+    pub(crate) fn stored(&self, calendar: &str, id: &str) -> Option<&GoogleEvent> {
         self.events.iter().find(|e| e.calendar == calendar && e.id == id)
     }
 
@@ -252,7 +252,7 @@ fn page_size(q: &HashMap<String, String>) -> Option<usize> {
 }
 
 /// The instant a `start`/`end` object names (a `date` counts from midnight UTC).
-fn instant(value: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn instant(value: &Value) -> Option<DateTime<Utc>> {
     if let Some(text) = value.get("dateTime").and_then(Value::as_str) {
         return DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc));
     }
@@ -627,15 +627,21 @@ pub(crate) async fn events_delete(
 }
 
 impl Sandbox {
-    /// Adds a Google calendar to `account` (`access_role`: owner, writer, reader, freeBusyReader).
+    /// Adds a Google calendar to `account` (`access_role`: owner, writer, reader, freeBusyReader);
+    /// the same calendar of the same account is replaced.
     pub fn add_google_calendar(&self, account: &str, id: &str, summary: &str, access_role: &str, primary: bool) {
-        self.lock().google.calendars.push(GoogleCalendar {
+        let calendar = GoogleCalendar {
             account: account.into(),
             id: id.into(),
             summary: summary.into(),
             access_role: access_role.into(),
             primary,
-        });
+        };
+        let calendars = &mut self.lock().google.calendars;
+        match calendars.iter_mut().find(|c| c.account == account && c.id == id) {
+            Some(existing) => *existing = calendar,
+            None => calendars.push(calendar),
+        }
     }
 
     /// Creates or replaces the event `resource["id"]` in `calendar`; sets its `etag` and `updated`.

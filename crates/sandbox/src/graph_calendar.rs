@@ -30,21 +30,21 @@ const CALENDAR_PAGE: usize = 10;
 
 #[derive(Debug, Clone)]
 pub(crate) struct GraphCalendar {
-    account: String,
-    id: String,
-    name: String,
-    can_edit: bool,
-    default: bool,
+    pub(crate) account: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) can_edit: bool,
+    pub(crate) default: bool,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct GraphEvent {
-    calendar: String,
-    id: String,
+    pub(crate) calendar: String,
+    pub(crate) id: String,
     /// The resource with start/end in UTC.
-    resource: Value,
+    pub(crate) resource: Value,
     seq: u64,
-    deleted: bool,
+    pub(crate) deleted: bool,
     /// Set for a series master: the occurrences a view shows instead of it.
     series: Option<Recurrence>,
 }
@@ -63,8 +63,8 @@ struct Round {
 /// Graph state inside the sandbox.
 #[derive(Debug, Default)]
 pub(crate) struct GraphState {
-    calendars: Vec<GraphCalendar>,
-    events: Vec<GraphEvent>,
+    pub(crate) calendars: Vec<GraphCalendar>,
+    pub(crate) events: Vec<GraphEvent>,
     seq: u64,
     skip_tokens: HashMap<String, Round>,
     delta_tokens: HashMap<String, Round>,
@@ -169,7 +169,8 @@ fn utc_of(resource: &Value, key: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-fn graph_time(at: DateTime<Utc>) -> Value {
+/// The stored form of an instant: `{dateTime, timeZone: "UTC"}`.
+pub(crate) fn graph_time(at: DateTime<Utc>) -> Value {
     json!({"dateTime": format!("{}.0000000", at.format("%Y-%m-%dT%H:%M:%S")), "timeZone": "UTC"})
 }
 
@@ -194,10 +195,16 @@ fn render(stored: &Value, utc: bool) -> Value {
             resource[key] = render_time(at, utc, all_day);
         }
     }
-    if let Some(change_key) = stored.get("changeKey").and_then(Value::as_str) {
-        resource["@odata.etag"] = json!(format!("W/\"{change_key}\""));
+    if stored.get("changeKey").is_some_and(Value::is_string) {
+        resource["@odata.etag"] = json!(odata_etag(stored));
     }
     resource
+}
+
+/// `W/"{changeKey}"`, the `@odata.etag` of a stored resource.
+fn odata_etag(stored: &Value) -> String {
+    let change_key = stored.get("changeKey").and_then(Value::as_str).unwrap_or_default();
+    format!("W/\"{change_key}\"")
 }
 
 /// One occurrence of a series master, as a calendar view lists it.
@@ -247,10 +254,15 @@ fn instant(q: &HashMap<String, String>, key: &str) -> Option<DateTime<Utc>> {
 /// A written `{dateTime, timeZone}` (UTC, the sandbox's Windows zone or an IANA
 /// name) as the stored UTC form; all-day times stay as written (dates).
 fn written_time(value: &Value, all_day: bool) -> Option<Value> {
+    written_instant(value, all_day).map(graph_time)
+}
+
+/// The instant a written `{dateTime, timeZone}` names (see [`written_time`]).
+pub(crate) fn written_instant(value: &Value, all_day: bool) -> Option<DateTime<Utc>> {
     let local = NaiveDateTime::parse_from_str(value.get("dateTime")?.as_str()?, GRAPH_TIME).ok()?;
     let zone = value.get("timeZone").and_then(Value::as_str).unwrap_or("UTC");
     if all_day || zone == "UTC" {
-        return Some(graph_time(local.and_utc()));
+        return Some(local.and_utc());
     }
     let tz = if zone == ZONE.0 {
         ZONE.1
@@ -258,7 +270,7 @@ fn written_time(value: &Value, all_day: bool) -> Option<Value> {
         chrono_tz::Tz::from_str(zone).ok()?
     };
     let at = tz.from_local_datetime(&local).earliest()?;
-    Some(graph_time(at.with_timezone(&Utc)))
+    Some(at.with_timezone(&Utc))
 }
 
 /// Normalises written `start`/`end` to UTC; `Err` with Graph's error when unreadable.
@@ -679,31 +691,38 @@ pub(crate) async fn delete_event(
 }
 
 impl Sandbox {
-    /// Adds a Graph calendar to `account`.
+    /// Adds a Graph calendar to `account`; the same calendar of the same account is replaced.
     pub fn add_graph_calendar(&self, account: &str, id: &str, name: &str, can_edit: bool, default: bool) {
-        self.lock().graph.calendars.push(GraphCalendar {
+        let calendar = GraphCalendar {
             account: account.into(),
             id: id.into(),
             name: name.into(),
             can_edit,
             default,
-        });
+        };
+        let calendars = &mut self.lock().graph.calendars;
+        match calendars.iter_mut().find(|c| c.account == account && c.id == id) {
+            Some(existing) => *existing = calendar,
+            None => calendars.push(calendar),
+        }
     }
 
     /// Creates or replaces the event `resource["id"]` in `calendar`. `start`/`end` are
     /// `{dateTime, timeZone: "UTC"}`; `changeKey` and `lastModifiedDateTime` are set here.
     /// All-day events have `isAllDay: true` and midnight times (end exclusive).
-    pub fn put_graph_event(&self, calendar: &str, resource: Value) {
+    /// Returns the new `@odata.etag`.
+    pub fn put_graph_event(&self, calendar: &str, resource: Value) -> String {
         let mut g = self.lock();
         let now = g.now();
-        g.graph.store(now, calendar, resource, None);
+        let stored = g.graph.store(now, calendar, resource, None);
+        odata_etag(&stored)
     }
 
     /// Creates or replaces the recurring series `id` in `calendar`: a `seriesMaster`
     /// with a Graph `recurrence` (daily/weekly, numbered range) plus `fields`.
     /// Calendar views show only its occurrences (`type: occurrence`, `seriesMasterId`,
-    /// ids `{id}_{YYYYMMDDTHHMMSSZ}`), never the master.
-    pub fn put_graph_recurring_event(&self, calendar: &str, id: &str, recurrence: Recurrence, fields: Value) {
+    /// ids `{id}_{YYYYMMDDTHHMMSSZ}`), never the master. Returns the new `@odata.etag`.
+    pub fn put_graph_recurring_event(&self, calendar: &str, id: &str, recurrence: Recurrence, fields: Value) -> String {
         let mut resource = match fields {
             Value::Object(fields) => Value::Object(fields),
             _ => json!({}),
@@ -724,7 +743,8 @@ impl Sandbox {
             "recurrenceTimeZone": "UTC"}});
         let mut g = self.lock();
         let now = g.now();
-        g.graph.store(now, calendar, resource, Some(recurrence));
+        let stored = g.graph.store(now, calendar, resource, Some(recurrence));
+        odata_etag(&stored)
     }
 
     /// Deletes an event: the next delta round reports it as `@removed`.

@@ -2,11 +2,16 @@
 //! Microsoft identity platform (plus Google userinfo and Graph `/me`), Google
 //! Calendar v3 and Graph calendars (listings, sync tokens, writes, recurring
 //! series) as described in `PROVIDERS.md`, with an advanceable clock, a
-//! request log and fault injection. It is test and dev-run infrastructure
-//! only: it must never be linked into the production server, and it must
-//! never panic on a request.
+//! request log and fault injection. Tests drive it through methods on
+//! [`Sandbox`]; a sandbox running as its own process (`juy-calendar sandbox`)
+//! is driven through the same operations over HTTP under `/_sandbox`, which
+//! are neither logged nor subject to faults. It is test and dev-run
+//! infrastructure only: it must never be linked into the production server,
+//! and it must never panic on a request.
 #![forbid(unsafe_code)]
 
+mod control;
+mod dev_world;
 mod google_calendar;
 mod graph_calendar;
 
@@ -122,10 +127,29 @@ pub(crate) fn instance_stamp(at: DateTime<Utc>) -> String {
 /// Errors of the sandbox control API and server start.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The listening address could not be bound (in use, not local, no permission).
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     /// Binding or serving failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
+
+// Paths of the provider routes, shared by the router, `RunningSandbox`'s URL
+// getters and the control API's index.
+const GOOGLE_AUTHORIZE: &str = "/google/o/oauth2/v2/auth";
+const GOOGLE_TOKEN: &str = "/google/token";
+const GOOGLE_REVOKE: &str = "/google/revoke";
+const GOOGLE_USERINFO: &str = "/google/oauth2/v3/userinfo";
+const GOOGLE_API: &str = "/google/calendar/v3";
+const MICROSOFT_AUTHORIZE: &str = "/microsoft/common/oauth2/v2.0/authorize";
+const MICROSOFT_TOKEN: &str = "/microsoft/common/oauth2/v2.0/token";
+const GRAPH_API: &str = "/microsoft/v1.0";
 
 #[derive(Debug, Clone)]
 struct Account {
@@ -163,6 +187,8 @@ struct Inner {
     refresh: HashMap<String, (String, u64, Provider)>,
     revoked_grants: Vec<u64>,
     next_grant: u64,
+    /// The scopes the user consented to, per grant (returned by the token endpoint).
+    grant_scopes: HashMap<u64, String>,
     google: google_calendar::GoogleState,
     graph: graph_calendar::GraphState,
 }
@@ -199,13 +225,19 @@ impl Sandbox {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
-    /// Add an account (Google `sub` or Microsoft `id`, plus its email).
+    /// Add an account (Google `sub` or Microsoft `id`, plus its email); an
+    /// account with the same id is replaced.
     pub fn add_account(&self, provider: Provider, id: &str, email: &str) {
-        self.lock().accounts.push(Account {
+        let account = Account {
             provider,
             id: id.into(),
             email: email.into(),
-        });
+        };
+        let mut g = self.lock();
+        match g.accounts.iter_mut().find(|a| a.id == id) {
+            Some(existing) => *existing = account,
+            None => g.accounts.push(account),
+        }
     }
     /// Current sandbox clock time.
     pub fn now(&self) -> DateTime<Utc> {
@@ -272,41 +304,53 @@ pub struct RunningSandbox {
 }
 
 impl RunningSandbox {
-    /// `http://127.0.0.1:port`.
+    /// `http://127.0.0.1:port` (a wildcard bind address is shown as loopback).
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// Root of the HTTP control API (`GET` it for an index of the routes).
+    pub fn control_url(&self) -> String {
+        format!("{}{}", self.base(), control::ROOT)
     }
     /// Google userinfo URL.
     pub fn google_userinfo_url(&self) -> String {
-        format!("{}/google/oauth2/v3/userinfo", self.base())
+        format!("{}{GOOGLE_USERINFO}", self.base())
     }
     /// Google Calendar v3 base.
     pub fn google_api_base(&self) -> String {
-        format!("{}/google/calendar/v3", self.base())
+        format!("{}{GOOGLE_API}", self.base())
     }
     /// Google authorize URL.
     pub fn google_oauth_authorize_url(&self) -> String {
-        format!("{}/google/o/oauth2/v2/auth", self.base())
+        format!("{}{GOOGLE_AUTHORIZE}", self.base())
     }
     /// Google token URL.
     pub fn google_token_url(&self) -> String {
-        format!("{}/google/token", self.base())
+        format!("{}{GOOGLE_TOKEN}", self.base())
     }
     /// Google revoke URL.
     pub fn google_revoke_url(&self) -> String {
-        format!("{}/google/revoke", self.base())
+        format!("{}{GOOGLE_REVOKE}", self.base())
     }
     /// Graph base (`/me` is served).
     pub fn graph_api_base(&self) -> String {
-        format!("{}/microsoft/v1.0", self.base())
+        format!("{}{GRAPH_API}", self.base())
     }
     /// Microsoft authorize URL.
     pub fn microsoft_authorize_url(&self) -> String {
-        format!("{}/microsoft/common/oauth2/v2.0/authorize", self.base())
+        format!("{}{MICROSOFT_AUTHORIZE}", self.base())
     }
     /// Microsoft token URL.
     pub fn microsoft_token_url(&self) -> String {
-        format!("{}/microsoft/common/oauth2/v2.0/token", self.base())
+        format!("{}{MICROSOFT_TOKEN}", self.base())
     }
     /// Stop serving and wait for the server task.
     pub async fn stop(mut self) {
@@ -319,13 +363,21 @@ impl RunningSandbox {
 
 /// Start the sandbox on 127.0.0.1 with an ephemeral port.
 pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_on(sandbox, SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))).await
+}
+
+/// Start the sandbox on `addr` (port 0 picks a free one): the provider routes
+/// and the `/_sandbox` control API on one listener.
+pub async fn serve_on(sandbox: Sandbox, addr: SocketAddr) -> Result<RunningSandbox, SandboxError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| SandboxError::Bind { addr, source })?;
     let addr = listener.local_addr()?;
     let app = Router::new()
-        .route("/google/o/oauth2/v2/auth", get(google_authorize))
-        .route("/google/token", post(google_token))
-        .route("/google/revoke", post(google_revoke))
-        .route("/google/oauth2/v3/userinfo", get(google_userinfo))
+        .route(GOOGLE_AUTHORIZE, get(google_authorize))
+        .route(GOOGLE_TOKEN, post(google_token))
+        .route(GOOGLE_REVOKE, post(google_revoke))
+        .route(GOOGLE_USERINFO, get(google_userinfo))
         .route(
             "/google/calendar/v3/users/me/calendarList",
             get(google_calendar::calendar_list),
@@ -340,8 +392,8 @@ pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
                 .patch(google_calendar::events_patch)
                 .delete(google_calendar::events_delete),
         )
-        .route("/microsoft/common/oauth2/v2.0/authorize", get(ms_authorize))
-        .route("/microsoft/common/oauth2/v2.0/token", post(ms_token))
+        .route(MICROSOFT_AUTHORIZE, get(ms_authorize))
+        .route(MICROSOFT_TOKEN, post(ms_token))
         .route("/microsoft/v1.0/me", get(graph_me))
         .route("/microsoft/v1.0/me/calendars", get(graph_calendar::calendars))
         .route(
@@ -358,6 +410,7 @@ pub async fn start(sandbox: Sandbox) -> Result<RunningSandbox, SandboxError> {
                 .patch(graph_calendar::patch_event)
                 .delete(graph_calendar::delete_event),
         )
+        .merge(control::routes())
         .with_state(sandbox.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -422,6 +475,7 @@ fn authorize(sb: &Sandbox, p: Provider, q: &HashMap<String, String>) -> Response
     };
     g.next_grant += 1;
     let grant_id = g.next_grant;
+    g.grant_scopes.insert(grant_id, get("scope"));
     let code = uuid::Uuid::new_v4().simple().to_string();
     g.codes.insert(
         code.clone(),
@@ -511,9 +565,10 @@ fn token(sb: &Sandbox, p: Provider, f: &HashMap<String, String>) -> Response {
             r
         }
     };
+    let scope = g.grant_scopes.get(&grant_id).cloned().unwrap_or_default();
     axum::Json(json!({
         "access_token": access, "token_type": "Bearer", "expires_in": 3600,
-        "refresh_token": refresh, "scope": get("scope"),
+        "refresh_token": refresh, "scope": scope,
     }))
     .into_response()
 }
