@@ -29,7 +29,7 @@ fn text(output: &Output) -> String {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["serve", "migrate", "keygen", "rotate-keys", "dev"] {
+    for sub in ["serve", "migrate", "keygen", "rotate-keys", "dev", "sandbox"] {
         let output = run(&[sub, "--help"], &[]);
         assert!(output.status.success(), "{sub}: {}", text(&output));
         assert!(text(&output).contains("Usage"), "{sub}");
@@ -137,4 +137,50 @@ fn every_library_crate_says_what_it_is_for_and_forbids_unsafe() {
             lib.display()
         );
     }
+}
+
+#[tokio::test]
+async fn the_sandbox_subcommand_serves_the_fake_providers_and_their_control_api() {
+    use std::io::BufRead as _;
+    let mut child = Command::new(juy_integration_tests::calendar_binary())
+        .args(["sandbox", "--addr", "127.0.0.1:0"])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap()
+        .to_owned();
+    let printed: Vec<String> = lines.by_ref().take(15).map(Result::unwrap).collect();
+    assert!(
+        printed.iter().any(|l| l.contains("JUY_GOOGLE__TOKEN_URL")),
+        "{printed:?}"
+    );
+    let client = juy_integration_tests::http();
+    let index: serde_json::Value = client
+        .get(format!("{base}/_sandbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(index.to_string().contains("/_sandbox/accounts"), "{index}");
+    // The dev world is seeded: its accounts are listed.
+    let accounts = client
+        .get(format!("{base}/_sandbox/accounts"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(accounts.contains("dev-user@gmail.test") && accounts.contains("dev-user@outlook.test"));
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -356,7 +356,7 @@ pub fn linking_help(sandbox_base: &str, rest: &str) -> String {
     format!(
         "Provider sandbox (fake Google and Microsoft): {sandbox_base}  (control API: {sandbox_base}/_sandbox)\n\
          Link its Google account (use microsoft:start for Microsoft):\n  \
-         URL=$(curl -s -X POST -H \"Authorization: Bearer $TOKEN\" http://{rest}/v1/calendar/connections/google:start | jq -r .authorization_url)\n  \
+         URL=$(curl -s -X POST -H \"Authorization: Bearer $TOKEN\" http://{rest}/v1/calendar/connections/google:start | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"authorization_url\"])')\n  \
          CALLBACK=$(curl -s -o /dev/null -w '%{{redirect_url}}' \"$URL\")   # the sandbox consents at once\n  \
          curl -s -H \"Authorization: Bearer $TOKEN\" \"$CALLBACK\"   # the gateway would forward the redirect like this\n"
     )
