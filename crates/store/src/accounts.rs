@@ -191,6 +191,15 @@ async fn upsert_account_in_transaction(
                 .optional()?
         };
         if let Some(row) = row {
+            if existing.is_some() {
+                // Relinking wakes calendars parked while the account could not
+                // sync; any other status parks them.
+                if crate::sync_state::is_syncable(account.status) {
+                    crate::sync_state::resume_account(conn, &account.user_id, AccountId(id)).await?;
+                } else {
+                    crate::sync_state::cancel_account_leases(conn, &account.user_id, AccountId(id)).await?;
+                }
+            }
             return row.decode(key);
         }
     }
@@ -491,29 +500,36 @@ pub async fn replace_credentials(
 
 /// Marks an account as needing the user to link it again (the provider
 /// refused its grant): its credentials are dropped, `reason` is shown to the
-/// user, and no work is done on it until it is linked again. A revoked
-/// account stays revoked.
+/// user, and no work is done on it until it is linked again — its calendars'
+/// sync leases are cancelled and the calendars parked
+/// ([`crate::sync_state::cancel_account_leases`]). A revoked account stays revoked.
 pub async fn mark_reauth_required(
     conn: &mut AsyncPgConnection,
     user: &UserId,
     id: AccountId,
     reason: &str,
 ) -> Result<bool, StoreError> {
-    let updated = diesel::update(
-        a::table
-            .filter(a::user_id.eq(user.as_str()))
-            .filter(a::id.eq(id.0))
-            .filter(a::status.ne(AccountStatus::Revoked.as_str())),
-    )
-    .set((
-        a::status.eq(AccountStatus::ReauthRequired.as_str()),
-        a::status_reason.eq(reason),
-        a::credentials_enc.eq(None::<Vec<u8>>),
-        a::updated_at.eq(now),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(updated == 1)
+    conn.transaction(async |conn| {
+        let updated = diesel::update(
+            a::table
+                .filter(a::user_id.eq(user.as_str()))
+                .filter(a::id.eq(id.0))
+                .filter(a::status.ne(AccountStatus::Revoked.as_str())),
+        )
+        .set((
+            a::status.eq(AccountStatus::ReauthRequired.as_str()),
+            a::status_reason.eq(reason),
+            a::credentials_enc.eq(None::<Vec<u8>>),
+            a::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+        if updated == 1 {
+            crate::sync_state::cancel_account_leases(conn, user, id).await?;
+        }
+        Ok(updated == 1)
+    })
+    .await
 }
 
 /// What revoking an account removed.

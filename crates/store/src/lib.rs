@@ -20,6 +20,7 @@ pub mod oauth_states;
 mod pool;
 mod schema;
 pub mod settings;
+pub mod sync_state;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -14,3 +14,4 @@ mod oauth_states;
 mod pool;
 mod settings;
 mod support;
+mod sync_state;
