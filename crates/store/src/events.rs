@@ -1,11 +1,11 @@
-//! Stored events: batched upserts from sync, range listing with keyset
-//! paging, and the bounded TTL cleanup.
+//! Stored events: batched upserts and deletions from sync, range listing
+//! with keyset paging, and the bounded TTL cleanup.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use juy_crypto::{Aad, DataKey};
@@ -459,6 +459,149 @@ pub async fn delete_expired_events(
     )
     .bind::<Timestamptz, _>(now)
     .bind::<BigInt, _>(batch)
+    .execute(conn)
+    .await?;
+    Ok(deleted as u64)
+}
+
+/// Deletes the calendar's events with these provider ids (Google cancelled
+/// items, Graph `@removed` ids) in one statement; returns how many. Ids not
+/// stored are ignored, so replaying a deletion is harmless.
+pub async fn delete_events_by_external_id(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    calendar_id: CalendarId,
+    external_ids: &[String],
+) -> Result<u64, StoreError> {
+    if external_ids.is_empty() {
+        return Ok(0);
+    }
+    let deleted = diesel::delete(
+        e::table
+            .filter(e::user_id.eq(user.as_str()))
+            .filter(e::calendar_id.eq(calendar_id.0))
+            .filter(e::external_id.eq_any(external_ids)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(deleted as u64)
+}
+
+/// Deletes every stored occurrence of these CalDAV resources in one
+/// statement: the events whose external id is an href or starts with
+/// `{href}#` (an occurrence of a recurring resource). Returns how many.
+pub async fn delete_caldav_resources(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    calendar_id: CalendarId,
+    hrefs: &[String],
+) -> Result<u64, StoreError> {
+    if hrefs.is_empty() {
+        return Ok(0);
+    }
+    let patterns: Vec<String> = hrefs.iter().map(|href| occurrence_pattern(href)).collect();
+    let deleted = diesel::sql_query(
+        "DELETE FROM user_calendar_events \
+         WHERE user_id = $1 AND calendar_id = $2 \
+           AND (external_id = ANY($3) OR external_id LIKE ANY($4))",
+    )
+    .bind::<Text, _>(user.as_str())
+    .bind::<SqlUuid, _>(calendar_id.0)
+    .bind::<Array<Text>, _>(hrefs)
+    .bind::<Array<Text>, _>(&patterns)
+    .execute(conn)
+    .await?;
+    Ok(deleted as u64)
+}
+
+/// The LIKE pattern matching the occurrence ids `{href}#…` of a CalDAV
+/// resource, and nothing else: the href's `\`, `%` and `_` match only themselves.
+fn occurrence_pattern(href: &str) -> String {
+    let mut pattern = String::with_capacity(href.len() + 2);
+    for ch in href.chars() {
+        if matches!(ch, '\\' | '%' | '_') {
+            // `\` is LIKE's default escape character.
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push_str("#%");
+    pattern
+}
+
+/// Whether `external_id` names the CalDAV resource `href` or one of its occurrences.
+fn belongs_to_resource(external_id: &str, href: &str) -> bool {
+    external_id
+        .strip_prefix(href)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('#'))
+}
+
+/// Makes the stored occurrences of one CalDAV resource exactly `events`, in
+/// one transaction: the resource's rows not among `events` (an EXDATE, a
+/// cancelled override, an occurrence moved out of the window) are deleted and
+/// `events` are upserted as by [`upsert_events`]. Returns how many rows were
+/// deleted. Every event must be `user`'s, in `calendar_id`, with an external
+/// id of `href` or `{href}#…`, else [`StoreError::InvalidInput`] and nothing
+/// changes; an empty `events` deletes the whole resource.
+#[allow(clippy::too_many_arguments)] // One resource's full identity plus the upsert's own parameters.
+pub async fn replace_resource_events(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    calendar_id: CalendarId,
+    href: &str,
+    events: &[CalendarEvent],
+    synced_at: DateTime<Utc>,
+    ttl: chrono::Duration,
+) -> Result<u64, StoreError> {
+    if let Some(stray) = events.iter().find(|event| {
+        event.user_id != *user || event.calendar_id != calendar_id || !belongs_to_resource(&event.external_id, href)
+    }) {
+        return Err(StoreError::InvalidInput(format!(
+            "event {} is not an occurrence of the resource being replaced",
+            stray.id
+        )));
+    }
+    let current: Vec<&str> = events.iter().map(|event| event.external_id.as_str()).collect();
+    conn.transaction(async |conn| {
+        let deleted = diesel::sql_query(
+            "DELETE FROM user_calendar_events \
+             WHERE user_id = $1 AND calendar_id = $2 \
+               AND (external_id = $3 OR external_id LIKE $4) \
+               AND NOT (external_id = ANY($5))",
+        )
+        .bind::<Text, _>(user.as_str())
+        .bind::<SqlUuid, _>(calendar_id.0)
+        .bind::<Text, _>(href)
+        .bind::<Text, _>(occurrence_pattern(href))
+        .bind::<Array<Text>, _>(&current)
+        .execute(conn)
+        .await?;
+        upsert_events(conn, key, events, synced_at, ttl).await?;
+        Ok(deleted as u64)
+    })
+    .await
+}
+
+/// Deletes the calendar's events last confirmed before `confirmed_before`;
+/// returns how many. This ends a convergent full resync: take the mark
+/// before the first page, pass a `synced_at` at or after it to every
+/// [`upsert_events`] of the new listing (each upserted row gets that
+/// `synced_at`, inserted or updated), and sweep once the last page has
+/// committed; what the listing did not confirm is gone, and until then the
+/// old rows stay visible.
+pub async fn sweep_unconfirmed(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    calendar_id: CalendarId,
+    confirmed_before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let deleted = diesel::delete(
+        e::table
+            .filter(e::user_id.eq(user.as_str()))
+            .filter(e::calendar_id.eq(calendar_id.0))
+            .filter(e::synced_at.lt(confirmed_before)),
+    )
     .execute(conn)
     .await?;
     Ok(deleted as u64)

@@ -1,14 +1,17 @@
-//! Events: upserts, range queries, paging, filters, TTL, isolation of users.
+//! Events: upserts, range queries, paging, filters, TTL, sync deletions, isolation of users.
 
 use std::collections::HashSet;
 
 use chrono::{Duration, NaiveDate};
-use juy_domain::{AllDayDates, CalendarEvent, EventKind, EventStatus, Provider, TimeRange, Transparency};
+use juy_domain::{AllDayDates, Calendar, CalendarEvent, EventKind, EventStatus, Provider, TimeRange, Transparency};
 use juy_store::StoreError;
 use juy_store::calendars::upsert_calendars;
-use juy_store::events::{EventQuery, count_events, delete_expired_events, list_events, upsert_events};
+use juy_store::events::{
+    EventQuery, count_events, delete_caldav_resources, delete_events_by_external_id, delete_expired_events,
+    list_events, replace_resource_events, sweep_unconfirmed, upsert_events,
+};
 
-use crate::support::{account, at, calendar, event, external_ids, fixture, new_calendar, texts, user};
+use crate::support::{Fixture, account, at, calendar, event, external_ids, fixture, new_calendar, texts, user};
 
 fn query(user: &juy_domain::UserId, range: TimeRange) -> EventQuery {
     EventQuery {
@@ -409,4 +412,328 @@ async fn refreshing_a_calendar_keeps_its_events() {
         .await
         .unwrap();
     assert_eq!(count_events(&mut f.conn, &f.user).await.unwrap(), 1);
+}
+
+/// A second calendar of the fixture's user, and Bob's calendar with Bob's key.
+async fn neighbours(f: &mut Fixture) -> (Calendar, Calendar, juy_crypto::DataKey) {
+    let acct = account(&mut f.conn, &f.key, &f.user, "other-account").await;
+    let other = upsert_calendars(&mut f.conn, &f.key, &f.user, &[new_calendar(&acct, "other", true)])
+        .await
+        .unwrap()
+        .remove(0);
+    let bob = user("bob");
+    let bob_key = f.store.data_key(&mut f.conn, &bob).await.unwrap();
+    let bobs = calendar(&mut f.conn, &bob_key, &bob).await;
+    (other, bobs, bob_key)
+}
+
+/// Stores events with these external ids in `cal`, synced at `synced_at`.
+async fn store(
+    f: &mut Fixture,
+    key: &juy_crypto::DataKey,
+    cal: &Calendar,
+    ids: &[&str],
+    synced_at: chrono::DateTime<chrono::Utc>,
+) {
+    let events: Vec<CalendarEvent> = ids.iter().map(|id| event(cal, id, at(5, 9, 0), at(5, 10, 0))).collect();
+    upsert_events(&mut f.conn, key, &events, synced_at, Duration::days(30))
+        .await
+        .unwrap();
+}
+
+/// The external ids stored in `cal`, sorted.
+async fn stored_ids(f: &mut Fixture, cal: &Calendar) -> Vec<String> {
+    texts(
+        &mut f.conn,
+        &format!(
+            "SELECT external_id AS value FROM user_calendar_events WHERE calendar_id = '{}' ORDER BY external_id COLLATE \"C\"",
+            cal.id
+        ),
+    )
+    .await
+}
+
+fn strings(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| (*id).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn provider_deletions_remove_only_the_named_events_of_that_calendar() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let (other, bobs, bob_key) = neighbours(&mut f).await;
+    let key = f.key.clone();
+    store(&mut f, &key, &cal, &["a", "b", "c"], at(1, 0, 0)).await;
+    store(&mut f, &key, &other, &["a", "b"], at(1, 0, 0)).await;
+    store(&mut f, &bob_key, &bobs, &["a", "b"], at(1, 0, 0)).await;
+
+    let deleted = delete_events_by_external_id(&mut f.conn, &f.user, cal.id, &strings(&["a", "c", "never-stored"]))
+        .await
+        .unwrap();
+
+    assert_eq!(deleted, 2);
+    assert_eq!(stored_ids(&mut f, &cal).await, vec!["b"]);
+    assert_eq!(stored_ids(&mut f, &other).await, vec!["a", "b"]);
+    assert_eq!(stored_ids(&mut f, &bobs).await, vec!["a", "b"]);
+    // Bob naming Alice's calendar deletes nothing.
+    let bob = user("bob");
+    assert_eq!(
+        delete_events_by_external_id(&mut f.conn, &bob, cal.id, &strings(&["b"]))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        delete_events_by_external_id(&mut f.conn, &f.user, cal.id, &[])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(stored_ids(&mut f, &cal).await, vec!["b"]);
+}
+
+#[tokio::test]
+async fn deleting_caldav_resources_removes_their_occurrences_and_nothing_else() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let (other, bobs, bob_key) = neighbours(&mut f).await;
+    let key = f.key.clone();
+    let ids = [
+        "/cal/a.ics",
+        "/cal/a.ics#20260305T090000Z",
+        "/cal/a.ics#20260306T090000Z",
+        "/cal/a.ics2",
+        "/cal/a.icsx#20260305T090000Z",
+        "/cal/b.ics",
+    ];
+    store(&mut f, &key, &cal, &ids, at(1, 0, 0)).await;
+    store(&mut f, &key, &other, &ids, at(1, 0, 0)).await;
+    store(&mut f, &bob_key, &bobs, &ids, at(1, 0, 0)).await;
+
+    let deleted = delete_caldav_resources(&mut f.conn, &f.user, cal.id, &strings(&["/cal/a.ics"]))
+        .await
+        .unwrap();
+
+    assert_eq!(deleted, 3);
+    assert_eq!(
+        stored_ids(&mut f, &cal).await,
+        vec!["/cal/a.ics2", "/cal/a.icsx#20260305T090000Z", "/cal/b.ics"]
+    );
+    assert_eq!(stored_ids(&mut f, &other).await.len(), ids.len());
+    assert_eq!(stored_ids(&mut f, &bobs).await.len(), ids.len());
+    assert_eq!(
+        delete_caldav_resources(&mut f.conn, &f.user, cal.id, &[])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn hrefs_with_like_wildcards_match_only_themselves() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let key = f.key.clone();
+    store(
+        &mut f,
+        &key,
+        &cal,
+        &[
+            "/c/100%_\\x.ics",
+            "/c/100%_\\x.ics#20260305T090000Z",
+            // Each would match if `%`, `_` or `\` were wildcards or escapes.
+            "/c/100abc_\\x.ics#20260305T090000Z",
+            "/c/100%Z\\x.ics#20260305T090000Z",
+            "/c/100%_x.ics#20260305T090000Z",
+            "/c/100%_\\x.ics2",
+        ],
+        at(1, 0, 0),
+    )
+    .await;
+
+    let deleted = delete_caldav_resources(&mut f.conn, &f.user, cal.id, &strings(&["/c/100%_\\x.ics"]))
+        .await
+        .unwrap();
+
+    assert_eq!(deleted, 2);
+    assert_eq!(
+        stored_ids(&mut f, &cal).await,
+        vec![
+            "/c/100%Z\\x.ics#20260305T090000Z",
+            "/c/100%_\\x.ics2",
+            "/c/100%_x.ics#20260305T090000Z",
+            "/c/100abc_\\x.ics#20260305T090000Z",
+        ]
+    );
+    // Bare `%` and `_` hrefs match no other resource either.
+    assert_eq!(
+        delete_caldav_resources(&mut f.conn, &f.user, cal.id, &strings(&["%", "_"]))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn replacing_a_resource_drops_its_vanished_occurrences() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let (other, _, _) = neighbours(&mut f).await;
+    let key = f.key.clone();
+    let href = "/cal/weekly.ics";
+    let old = [
+        "/cal/weekly.ics#20260302T090000Z",
+        "/cal/weekly.ics#20260309T090000Z",
+        "/cal/weekly.ics#20260316T090000Z",
+        "/cal/weekly.icsx",
+        "/cal/daily.ics",
+    ];
+    store(&mut f, &key, &cal, &old, at(1, 0, 0)).await;
+    store(&mut f, &key, &other, &old, at(1, 0, 0)).await;
+
+    // The 9th became an EXDATE, the 16th moved to the 17th, the 23rd is new.
+    let mut moved = event(&cal, "/cal/weekly.ics#20260316T090000Z", at(17, 9, 0), at(17, 10, 0));
+    moved.title = Some("moved".into());
+    let current = [
+        event(&cal, "/cal/weekly.ics#20260302T090000Z", at(2, 9, 0), at(2, 10, 0)),
+        moved,
+        event(&cal, "/cal/weekly.ics#20260323T090000Z", at(23, 9, 0), at(23, 10, 0)),
+    ];
+    let deleted = replace_resource_events(
+        &mut f.conn,
+        &f.key,
+        &f.user,
+        cal.id,
+        href,
+        &current,
+        at(2, 0, 0),
+        Duration::days(30),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        stored_ids(&mut f, &cal).await,
+        vec![
+            "/cal/daily.ics",
+            "/cal/weekly.ics#20260302T090000Z",
+            "/cal/weekly.ics#20260316T090000Z",
+            "/cal/weekly.ics#20260323T090000Z",
+            "/cal/weekly.icsx",
+        ]
+    );
+    let on_17th = list_events(&mut f.conn, &f.key, &query(&f.user, day(17)))
+        .await
+        .unwrap();
+    assert_eq!(on_17th.len(), 1);
+    assert_eq!(on_17th[0].title.as_deref(), Some("moved"));
+    assert_eq!(stored_ids(&mut f, &other).await.len(), old.len());
+
+    // A resource with no occurrence left in the window keeps no row.
+    let deleted = replace_resource_events(
+        &mut f.conn,
+        &f.key,
+        &f.user,
+        cal.id,
+        href,
+        &[],
+        at(3, 0, 0),
+        Duration::days(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted, 3);
+    assert_eq!(
+        stored_ids(&mut f, &cal).await,
+        vec!["/cal/daily.ics", "/cal/weekly.icsx"]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_resource_replacement_leaves_the_old_rows() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let key = f.key.clone();
+    let old = ["/r.ics#20260302T090000Z", "/r.ics#20260309T090000Z"];
+    store(&mut f, &key, &cal, &old, at(1, 0, 0)).await;
+    let before = list_events(&mut f.conn, &f.key, &query(&f.user, day(5))).await.unwrap();
+
+    // The second event ends before it starts: the database's CHECK refuses it.
+    let current = [
+        event(&cal, "/r.ics#20260316T090000Z", at(16, 9, 0), at(16, 10, 0)),
+        event(&cal, "/r.ics#20260323T090000Z", at(23, 10, 0), at(23, 9, 0)),
+    ];
+    let result = replace_resource_events(
+        &mut f.conn,
+        &f.key,
+        &f.user,
+        cal.id,
+        "/r.ics",
+        &current,
+        at(2, 0, 0),
+        Duration::days(30),
+    )
+    .await;
+
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(stored_ids(&mut f, &cal).await, vec![old[0], old[1]]);
+    let after = list_events(&mut f.conn, &f.key, &query(&f.user, day(5))).await.unwrap();
+    assert_eq!(after, before);
+}
+
+#[tokio::test]
+async fn a_resource_replacement_refuses_events_of_another_resource() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let (other, _, _) = neighbours(&mut f).await;
+    let key = f.key.clone();
+    store(&mut f, &key, &cal, &["/r.ics"], at(1, 0, 0)).await;
+
+    for stray in [
+        event(&cal, "/r.ics2", at(5, 9, 0), at(5, 10, 0)),
+        event(&cal, "/s.ics#20260305T090000Z", at(5, 9, 0), at(5, 10, 0)),
+        event(&other, "/r.ics", at(5, 9, 0), at(5, 10, 0)),
+    ] {
+        let err = replace_resource_events(
+            &mut f.conn,
+            &f.key,
+            &f.user,
+            cal.id,
+            "/r.ics",
+            &[stray],
+            at(2, 0, 0),
+            Duration::days(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+    }
+    assert_eq!(stored_ids(&mut f, &cal).await, vec!["/r.ics"]);
+    assert!(stored_ids(&mut f, &other).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_sweep_deletes_only_rows_the_resync_did_not_confirm() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let (other, bobs, bob_key) = neighbours(&mut f).await;
+    let key = f.key.clone();
+    store(&mut f, &key, &cal, &["gone", "kept", "also-gone"], at(1, 0, 0)).await;
+    store(&mut f, &key, &other, &["old"], at(1, 0, 0)).await;
+    store(&mut f, &bob_key, &bobs, &["old"], at(1, 0, 0)).await;
+
+    // The resync starts at the mark; its pages confirm "kept" (an update) and
+    // "new" (an insert), one exactly at the mark and one after it.
+    let mark = at(2, 0, 0);
+    store(&mut f, &key, &cal, &["kept"], mark).await;
+    store(&mut f, &key, &cal, &["new"], at(2, 0, 5)).await;
+
+    let deleted = sweep_unconfirmed(&mut f.conn, &f.user, cal.id, mark).await.unwrap();
+
+    assert_eq!(deleted, 2);
+    assert_eq!(stored_ids(&mut f, &cal).await, vec!["kept", "new"]);
+    assert_eq!(stored_ids(&mut f, &other).await, vec!["old"]);
+    assert_eq!(stored_ids(&mut f, &bobs).await, vec!["old"]);
+    assert_eq!(sweep_unconfirmed(&mut f.conn, &f.user, cal.id, mark).await.unwrap(), 0);
 }
