@@ -4,6 +4,7 @@
 
 pub mod caldav;
 pub mod providers;
+pub mod sync;
 
 use std::net::SocketAddr;
 
@@ -47,6 +48,8 @@ pub fn test_env(database_url: &str, master_keys: &str) -> Vec<(String, String)> 
         ("JUY_AUTH__HS256_SECRET", SECRET),
         ("JUY_AUTH__LEEWAY_SECS", "0"),
         ("JUY_TELEMETRY__LOG_FILTER", "warn"),
+        // Tests that sync turn workers on; the others must see no provider traffic they did not cause.
+        ("JUY_SYNC__WORKERS", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -1,6 +1,7 @@
 //! Developer commands, so a fresh machine needs exactly two:
 //! `cargo xtask dev` (the service with its database and a dev token) and
-//! `cargo xtask test` (the whole test suite against real servers).
+//! `cargo xtask test` (the whole test suite against real servers); plus
+//! `cargo xtask bench` (the sync pipeline's benchmarks, BENCHMARKS.md).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,12 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Benchmark the sync pipeline (sandbox/Radicale over HTTP → client → normaliser → encryption → PostgreSQL), release build.
+    Bench {
+        /// Scenario name filters and options for the bench binary (`--list`, `--phases`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Dev => dev(),
         Task::Test { args } => test(&args),
+        Task::Bench { args } => bench(&args),
     }
 }
 
@@ -109,8 +117,21 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How a private cluster trades durability for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// No fsync, asynchronous commits: for tests, which throw their data away.
+    Off,
+    /// PostgreSQL's defaults (fsync, synchronous commits), as in production: for benchmarks.
+    Default,
+}
+
 impl Cluster {
     fn start(name: &str) -> anyhow::Result<Self> {
+        Self::start_with(name, Durability::Off)
+    }
+
+    fn start_with(name: &str, durability: Durability) -> anyhow::Result<Self> {
         let bin = pg_bin()?;
         let as_postgres = is_root();
         // Root's home is closed to the postgres user, so its clusters live in the temp dir.
@@ -145,10 +166,13 @@ impl Cluster {
             check(status, "initdb")?;
         }
         let port = free_port()?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        let mut options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
             dir.display()
         );
+        if durability == Durability::Off {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
         let status = pg_command(&bin, as_postgres, "pg_ctl")
             .arg("-D")
             .arg(&dir)
@@ -360,4 +384,26 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         .env("JUY_PROTO_DIR", root.join("proto"))
         .status()?;
     check(status, "the test suite")
+}
+
+/// `cargo bench` of the sync benchmarks (`integration-tests/benches/sync.rs`)
+/// against `JUY_TEST_DATABASE_URL` / `DATABASE_URL`, or else a private
+/// cluster with PostgreSQL's default durability, so commits cost what they
+/// cost in production.
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    install_tools()?;
+    let (url, _cluster) = match std::env::var("JUY_TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")) {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let cluster = Cluster::start_with("bench-postgres", Durability::Default)?;
+            (cluster.url.clone(), Some(cluster))
+        }
+    };
+    let status = cargo()
+        .args(["bench", "-p", "juy-integration-tests", "--bench", "sync", "--"])
+        .args(args)
+        .env("JUY_TEST_DATABASE_URL", &url)
+        .env("JUY_PYTHON", tools_dir().join("venv/bin/python"))
+        .status()?;
+    check(status, "the benchmarks")
 }

@@ -135,6 +135,11 @@ impl Integrations {
         })
     }
 
+    /// The clock the service asks what time it is.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The token manager (for the sync engine).
     pub fn tokens(&self) -> &Arc<TokenManager> {
         &self.tokens

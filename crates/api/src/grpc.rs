@@ -1,7 +1,10 @@
 //! The gRPC surface: tonic services that parse protobuf requests, call
 //! [`CalendarService`], and render domain results as protobuf messages.
 
+use std::pin::Pin;
+
 use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use juy_domain::{
@@ -9,6 +12,7 @@ use juy_domain::{
     NotificationChannels, Provider, ReminderMethod, ResponseStatus, SyncStatus, Transparency,
 };
 use juy_store::accounts::AdminAccountRow;
+use juy_store::sync_jobs::{JobPhase, JobState, SyncJob};
 
 use juy_oauth2::Access;
 use zeroize::Zeroizing;
@@ -18,7 +22,10 @@ use crate::connect::{ConnectCalDavInput, StartConnectInput};
 use crate::error::{ApiError, FieldViolation};
 use crate::names;
 use crate::pb::v1 as pb;
-use crate::service::{AdminListInput, CalendarService, ChannelsPatch, ListEventsInput, Settings, SettingsPatch};
+use crate::service::{
+    AdminCalendar, AdminListInput, CalendarService, ChannelsPatch, JobProgress, ListEventsInput, ListedCalendar,
+    ListedConnection, Settings, SettingsPatch, SyncSchedule,
+};
 
 /// `juy.calendar.v1.CalendarSync`.
 #[derive(Debug, Clone)]
@@ -198,6 +205,22 @@ pub fn connection_to_pb(a: &ConnectedAccount) -> pb::Connection {
         connect_time: Some(to_timestamp(a.connected_at)),
         last_sync_time: a.last_sync_at.map(to_timestamp),
         last_error: a.last_error.clone().unwrap_or_default(),
+        calendars: Vec::new(),
+    }
+}
+
+fn listed_connection_to_pb(listed: &ListedConnection) -> pb::Connection {
+    pb::Connection {
+        calendars: listed.calendars.iter().map(listed_calendar_to_pb).collect(),
+        ..connection_to_pb(&listed.connection)
+    }
+}
+
+fn sync_status_to_pb(s: SyncStatus) -> pb::SyncStatus {
+    match s {
+        SyncStatus::Pending => pb::SyncStatus::Pending,
+        SyncStatus::Ok => pb::SyncStatus::Ok,
+        SyncStatus::Error => pb::SyncStatus::Error,
     }
 }
 
@@ -213,14 +236,65 @@ pub fn calendar_to_pb(c: &Calendar) -> pb::Calendar {
         primary: c.is_primary,
         writable: c.can_write,
         mode: mode_to_pb(c.mode).into(),
-        sync_status: match c.sync_status {
-            SyncStatus::Pending => pb::SyncStatus::Pending,
-            SyncStatus::Ok => pb::SyncStatus::Ok,
-            SyncStatus::Error => pb::SyncStatus::Error,
-        }
-        .into(),
+        sync_status: sync_status_to_pb(c.sync_status).into(),
         last_sync_time: c.last_synced_at.map(to_timestamp),
         last_error: c.last_error.clone().unwrap_or_default(),
+        next_sync_time: None,
+        syncing: false,
+        push_channel_expire_time: None,
+    }
+}
+
+fn listed_calendar_to_pb(listed: &ListedCalendar) -> pb::Calendar {
+    let SyncSchedule {
+        next_sync_at,
+        syncing,
+        push_channel_expires_at,
+    } = listed.schedule;
+    pb::Calendar {
+        next_sync_time: next_sync_at.map(to_timestamp),
+        syncing,
+        push_channel_expire_time: push_channel_expires_at.map(to_timestamp),
+        ..calendar_to_pb(&listed.calendar)
+    }
+}
+
+fn job_state_to_pb(s: JobState) -> pb::SyncJobState {
+    match s {
+        JobState::Queued => pb::SyncJobState::Queued,
+        JobState::Running => pb::SyncJobState::Running,
+        JobState::Done => pb::SyncJobState::Done,
+        JobState::Failed => pb::SyncJobState::Failed,
+        JobState::Skipped => pb::SyncJobState::Skipped,
+    }
+}
+
+/// Renders a "sync now" job.
+pub fn sync_job_to_pb(job: &SyncJob) -> pb::SyncJob {
+    pb::SyncJob {
+        name: names::sync_job(job.id),
+        create_time: Some(to_timestamp(job.created_at)),
+        done: job.is_finished(),
+        calendars: job
+            .calendars
+            .iter()
+            .map(|c| pb::SyncJobCalendar {
+                calendar: names::calendar(c.calendar_id),
+                state: job_state_to_pb(c.state).into(),
+                phase: match c.phase {
+                    None => pb::SyncJobPhase::Unspecified,
+                    Some(JobPhase::Listing) => pb::SyncJobPhase::Listing,
+                    Some(JobPhase::Changes) => pb::SyncJobPhase::Changes,
+                }
+                .into(),
+                pages: c.pages,
+                events_written: c.events_written,
+                events_deleted: c.events_deleted,
+                error: c.error.clone().unwrap_or_default(),
+                start_time: c.started_at.map(to_timestamp),
+                end_time: c.finished_at.map(to_timestamp),
+            })
+            .collect(),
     }
 }
 
@@ -248,7 +322,21 @@ fn channels_to_pb(c: &NotificationChannels) -> pb::NotificationChannels {
     }
 }
 
-fn admin_row_to_pb(r: &AdminAccountRow) -> pb::AdminConnection {
+fn admin_calendar_to_pb(c: &AdminCalendar) -> pb::AdminCalendar {
+    let h = &c.health;
+    pb::AdminCalendar {
+        name: names::calendar(h.calendar_id),
+        primary: h.is_primary,
+        sync_status: sync_status_to_pb(h.sync_status).into(),
+        last_sync_time: h.last_synced_at.map(to_timestamp),
+        last_error: h.last_error.clone().unwrap_or_default(),
+        next_sync_time: c.schedule.next_sync_at.map(to_timestamp),
+        syncing: c.schedule.syncing,
+        push_channel_expire_time: c.schedule.push_channel_expires_at.map(to_timestamp),
+    }
+}
+
+fn admin_row_to_pb(r: &AdminAccountRow, calendars: &[AdminCalendar]) -> pb::AdminConnection {
     pb::AdminConnection {
         name: names::connection(r.account_id),
         user_id: r.user_id.as_str().to_owned(),
@@ -259,8 +347,12 @@ fn admin_row_to_pb(r: &AdminAccountRow) -> pb::AdminConnection {
         last_sync_time: r.last_sync_at.map(to_timestamp),
         last_error: r.last_error.clone().unwrap_or_default(),
         calendar_count: i32::try_from(r.calendar_count).unwrap_or(i32::MAX),
+        calendars: calendars.iter().map(admin_calendar_to_pb).collect(),
     }
 }
+
+/// The stream of `SyncNow`.
+pub type SyncNowStream = Pin<Box<dyn Stream<Item = Result<pb::SyncNowResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
@@ -315,7 +407,7 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         let req = request.into_inner();
         let page = self.0.list_connections(&caller, req.page_size, &req.page_token).await?;
         Ok(Response::new(pb::ListConnectionsResponse {
-            connections: page.items.iter().map(connection_to_pb).collect(),
+            connections: page.items.iter().map(listed_connection_to_pb).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -331,7 +423,7 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
             .list_calendars(&caller, &req.connection, req.page_size, &req.page_token)
             .await?;
         Ok(Response::new(pb::ListCalendarsResponse {
-            calendars: page.items.iter().map(calendar_to_pb).collect(),
+            calendars: page.items.iter().map(listed_calendar_to_pb).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -484,6 +576,34 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
             connection: Some(connection_to_pb(&connection)),
         }))
     }
+
+    type SyncNowStream = SyncNowStream;
+
+    async fn sync_now(&self, request: Request<pb::SyncNowRequest>) -> Result<Response<SyncNowStream>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let job = self.0.sync_now(&caller, &req.calendars).await?;
+        let stream = self.0.follow_sync_job(&caller, job).map(|progress| {
+            progress
+                .map(|JobProgress { job, still_running }| pb::SyncNowResponse {
+                    job: Some(sync_job_to_pb(&job)),
+                    still_running,
+                })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_sync_job(
+        &self,
+        request: Request<pb::GetSyncJobRequest>,
+    ) -> Result<Response<pb::GetSyncJobResponse>, Status> {
+        let caller = caller(&request)?;
+        let job = self.0.get_sync_job(&caller, &request.into_inner().name).await?;
+        Ok(Response::new(pb::GetSyncJobResponse {
+            job: Some(sync_job_to_pb(&job)),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -513,7 +633,11 @@ impl pb::admin_server::Admin for AdminApi {
             })
             .await?;
         Ok(Response::new(pb::AdminListConnectionsResponse {
-            connections: page.items.iter().map(admin_row_to_pb).collect(),
+            connections: page
+                .items
+                .iter()
+                .map(|c| admin_row_to_pb(&c.row, &c.calendars))
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -525,7 +649,7 @@ impl pb::admin_server::Admin for AdminApi {
         let req = request.into_inner();
         let row = self.0.admin_revoke_connection(&req.user_id, &req.connection).await?;
         Ok(Response::new(pb::AdminRevokeConnectionResponse {
-            connection: Some(admin_row_to_pb(&row)),
+            connection: Some(admin_row_to_pb(&row, &[])),
         }))
     }
 }

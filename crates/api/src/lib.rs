@@ -17,8 +17,12 @@ pub mod paging;
 pub mod pb;
 pub mod rest;
 pub mod rest_connect;
+pub mod rest_webhooks;
 pub mod service;
 pub mod telemetry;
+mod wakeup;
+
+pub use wakeup::SyncWakeup;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +86,17 @@ pub async fn routers(
         .layer(middleware::from_fn_with_state(auth.clone(), auth::require_auth))
         .layer(middleware::from_fn(telemetry::trace_requests));
 
+    // Google and Microsoft call the webhooks without a bearer token (each
+    // notification proves itself with its channel's secret): they are merged
+    // outside the auth layer. Until the service exposes its workers' wake-up
+    // signal, a verified notification makes its calendar due and the workers
+    // find it at their next poll.
+    let webhooks = rest_webhooks::routes(rest_webhooks::WebhookState::new(
+        service.store().clone(),
+        SyncWakeup::new(),
+        Arc::new(juy_domain::SystemClock),
+    ))
+    .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES));
     let rest = rest::routes(service)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -89,6 +104,7 @@ pub async fn routers(
             request_timeout,
         ))
         .layer(middleware::from_fn_with_state(auth, auth::require_auth))
+        .merge(webhooks)
         .layer(middleware::from_fn(telemetry::trace_requests));
 
     Ok(Routers { grpc, rest, health })

@@ -1,5 +1,5 @@
 //! Resource names (AIP-122): `connections/{uuid}`, `calendars/{uuid}`,
-//! `events/{uuid}`, `users/{user}/calendarSettings`.
+//! `events/{uuid}`, `syncJobs/{uuid}`, `users/{user}/calendarSettings`.
 
 use std::str::FromStr;
 
@@ -22,6 +22,11 @@ pub fn event(id: EventId) -> String {
     format!("events/{id}")
 }
 
+/// The name of a "sync now" job.
+pub fn sync_job(id: uuid::Uuid) -> String {
+    format!("syncJobs/{id}")
+}
+
 /// The name of the caller's settings singleton.
 pub const MY_SETTINGS: &str = "users/me/calendarSettings";
 
@@ -40,6 +45,11 @@ pub fn parse_connection(field: &str, name: &str) -> Result<AccountId, ApiError> 
 /// Parses `calendars/{uuid}` given in `field`.
 pub fn parse_calendar(field: &str, name: &str) -> Result<CalendarId, ApiError> {
     parse(field, "calendars", name)
+}
+
+/// Parses `syncJobs/{uuid}` given in `field`.
+pub fn parse_sync_job(field: &str, name: &str) -> Result<uuid::Uuid, ApiError> {
+    parse(field, "syncJobs", name)
 }
 
 /// Checks that `name` (in `field`) is the caller's settings: empty,
@@ -76,6 +86,24 @@ mod tests {
         ] {
             let error = parse_calendar("calendars[0]", bad).unwrap_err();
             assert_eq!(error.violations[0].field, "calendars[0]", "{bad}");
+        }
+    }
+
+    #[test]
+    fn sync_job_names_round_trip() {
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(parse_sync_job("name", &sync_job(id)).unwrap(), id);
+        for bad in [
+            "",
+            "syncJobs/",
+            "syncJobs/nope",
+            "calendars/00000000-0000-0000-0000-000000000000",
+        ] {
+            assert_eq!(
+                parse_sync_job("name", bad).unwrap_err().violations[0].field,
+                "name",
+                "{bad}"
+            );
         }
     }
 

@@ -6,21 +6,27 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use juy_domain::{AccountStatus, Attendee, Calendar, CalendarEvent, CalendarMode, ConnectedAccount, Provider};
 use juy_store::accounts::AdminAccountRow;
+use juy_store::sync_jobs::SyncJob;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::names;
-use crate::service::{AdminListInput, CalendarService, ChannelsPatch, ListEventsInput, Settings, SettingsPatch};
+use crate::service::{
+    AdminCalendar, AdminConnection, AdminListInput, CalendarService, ChannelsPatch, ListEventsInput, ListedCalendar,
+    ListedConnection, Settings, SettingsPatch,
+};
 
 /// The authenticated caller, put in the request by the auth middleware.
 pub struct AuthedCaller(pub Caller);
@@ -276,6 +282,9 @@ pub struct ConnectionJson {
     pub last_sync_time: Option<DateTime<Utc>>,
     /// Last sync error.
     pub last_error: Option<String>,
+    /// Its calendars with their sync freshness; only in the connections listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendars: Option<Vec<CalendarJson>>,
 }
 
 impl From<&ConnectedAccount> for ConnectionJson {
@@ -290,6 +299,16 @@ impl From<&ConnectedAccount> for ConnectionJson {
             connect_time: a.connected_at,
             last_sync_time: a.last_sync_at,
             last_error: a.last_error.clone(),
+            calendars: None,
+        }
+    }
+}
+
+impl From<&ListedConnection> for ConnectionJson {
+    fn from(listed: &ListedConnection) -> Self {
+        Self {
+            calendars: Some(listed.calendars.iter().map(CalendarJson::from).collect()),
+            ..Self::from(&listed.connection)
         }
     }
 }
@@ -330,6 +349,14 @@ pub struct CalendarJson {
     pub last_sync_time: Option<DateTime<Utc>>,
     /// Last sync error.
     pub last_error: Option<String>,
+    /// When its next sync is due (in the past: due now, waiting for a
+    /// worker); null while `syncing` or when its connection cannot sync.
+    /// Set in listings.
+    pub next_sync_time: Option<DateTime<Utc>>,
+    /// Whether a worker is syncing it now.
+    pub syncing: bool,
+    /// When its push channel expires; null when it has none.
+    pub push_channel_expire_time: Option<DateTime<Utc>>,
 }
 
 impl From<&Calendar> for CalendarJson {
@@ -347,6 +374,20 @@ impl From<&Calendar> for CalendarJson {
             sync_status: c.sync_status.as_str().to_owned(),
             last_sync_time: c.last_synced_at,
             last_error: c.last_error.clone(),
+            next_sync_time: None,
+            syncing: false,
+            push_channel_expire_time: None,
+        }
+    }
+}
+
+impl From<&ListedCalendar> for CalendarJson {
+    fn from(listed: &ListedCalendar) -> Self {
+        Self {
+            next_sync_time: listed.schedule.next_sync_at,
+            syncing: listed.schedule.syncing,
+            push_channel_expire_time: listed.schedule.push_channel_expires_at,
+            ..Self::from(&listed.calendar)
         }
     }
 }
@@ -455,6 +496,54 @@ pub struct AdminConnectionJson {
     pub last_error: Option<String>,
     /// How many calendars it has.
     pub calendar_count: i64,
+    /// Its calendars' sync health; only in the listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendars: Option<Vec<AdminCalendarJson>>,
+}
+
+/// One calendar's sync health as admins see it: no name, no event data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminCalendarJson {
+    /// `calendars/{uuid}`.
+    pub name: String,
+    /// Whether it is the account's main calendar.
+    pub primary: bool,
+    /// `pending|ok|error`.
+    pub sync_status: String,
+    /// When it last synced.
+    pub last_sync_time: Option<DateTime<Utc>>,
+    /// Last sync error.
+    pub last_error: Option<String>,
+    /// When its next sync is due; null while `syncing` or when its connection cannot sync.
+    pub next_sync_time: Option<DateTime<Utc>>,
+    /// Whether a worker is syncing it now.
+    pub syncing: bool,
+    /// When its push channel expires; null when it has none.
+    pub push_channel_expire_time: Option<DateTime<Utc>>,
+}
+
+impl From<&AdminCalendar> for AdminCalendarJson {
+    fn from(c: &AdminCalendar) -> Self {
+        Self {
+            name: names::calendar(c.health.calendar_id),
+            primary: c.health.is_primary,
+            sync_status: c.health.sync_status.as_str().to_owned(),
+            last_sync_time: c.health.last_synced_at,
+            last_error: c.health.last_error.clone(),
+            next_sync_time: c.schedule.next_sync_at,
+            syncing: c.schedule.syncing,
+            push_channel_expire_time: c.schedule.push_channel_expires_at,
+        }
+    }
+}
+
+impl From<&AdminConnection> for AdminConnectionJson {
+    fn from(c: &AdminConnection) -> Self {
+        Self {
+            calendars: Some(c.calendars.iter().map(AdminCalendarJson::from).collect()),
+            ..Self::from(&c.row)
+        }
+    }
 }
 
 impl From<&AdminAccountRow> for AdminConnectionJson {
@@ -469,6 +558,7 @@ impl From<&AdminAccountRow> for AdminConnectionJson {
             last_sync_time: r.last_sync_at,
             last_error: r.last_error.clone(),
             calendar_count: r.calendar_count,
+            calendars: None,
         }
     }
 }
@@ -480,6 +570,76 @@ pub struct AdminConnectionPage {
     pub connections: Vec<AdminConnectionJson>,
     /// Token of the next page; empty on the last.
     pub next_page_token: String,
+}
+
+/// The body of `POST /v1/calendar/sync`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncNowJson {
+    /// The calendars to sync, `calendars/{uuid}`; omitted or empty for all.
+    #[serde(default)]
+    pub calendars: Option<Vec<String>>,
+}
+
+/// One calendar of a sync job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncJobCalendarJson {
+    /// `calendars/{uuid}`.
+    pub calendar: String,
+    /// `queued|running|done|failed|skipped`.
+    pub state: String,
+    /// `listing|changes`; null until it starts.
+    pub phase: Option<String>,
+    /// Pages committed so far.
+    pub pages: i32,
+    /// Events written (added or changed) so far.
+    pub events_written: i32,
+    /// Events deleted so far.
+    pub events_deleted: i32,
+    /// Why it failed or was skipped.
+    pub error: Option<String>,
+    /// When its sync started.
+    pub start_time: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+/// A "sync now" job, the same fields as the gRPC `SyncJob`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncJobJson {
+    /// `syncJobs/{uuid}`.
+    pub name: String,
+    /// When it was asked for.
+    pub create_time: DateTime<Utc>,
+    /// Whether every calendar has ended (done, failed or skipped).
+    pub done: bool,
+    /// Its calendars, by name.
+    pub calendars: Vec<SyncJobCalendarJson>,
+}
+
+impl From<&SyncJob> for SyncJobJson {
+    fn from(job: &SyncJob) -> Self {
+        Self {
+            name: names::sync_job(job.id),
+            create_time: job.created_at,
+            done: job.is_finished(),
+            calendars: job
+                .calendars
+                .iter()
+                .map(|c| SyncJobCalendarJson {
+                    calendar: names::calendar(c.calendar_id),
+                    state: c.state.as_str().to_owned(),
+                    phase: c.phase.map(|phase| phase.as_str().to_owned()),
+                    pages: c.pages,
+                    events_written: c.events_written,
+                    events_deleted: c.events_deleted,
+                    error: c.error.clone(),
+                    start_time: c.started_at,
+                    end_time: c.finished_at,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// REST names for the proto fields a violation may name.
@@ -716,6 +876,70 @@ pub async fn update_settings(
     Ok(Json(SettingsJson::from(&settings)))
 }
 
+/// Syncs calendars now: answers at once with the job, which `GET
+/// /v1/calendar/sync/{id}` (the `Location`) then reports.
+#[utoipa::path(
+    post,
+    path = "/v1/calendar/sync",
+    tag = "calendar",
+    request_body(content = SyncNowJson, content_type = "application/json", description = "optional; no body syncs every calendar"),
+    responses(
+        (status = 202, description = "The job, queued", body = SyncJobJson,
+            headers(("Location" = String, description = "`/v1/calendar/sync/{id}`, where the job is reported"))),
+        (status = 400, description = "Malformed body or calendar name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A calendar that is not the caller's", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn sync_now(
+    State(service): State<CalendarService>,
+    AuthedCaller(caller): AuthedCaller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: SyncNowJson = if body.is_empty() {
+        SyncNowJson::default()
+    } else {
+        parse_json(&body)?
+    };
+    let job = service
+        .sync_now(&caller, &request.calendars.unwrap_or_default())
+        .await?;
+    let location = format!("/v1/calendar/sync/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(SyncJobJson::from(&job)),
+    )
+        .into_response())
+}
+
+/// Reports a "sync now" job of the caller's.
+#[utoipa::path(
+    get,
+    path = "/v1/calendar/sync/{id}",
+    tag = "calendar",
+    params(("id" = String, Path, description = "the job's id (a UUID), as in the `Location` of `POST /v1/calendar/sync`")),
+    responses(
+        (status = 200, description = "The job", body = SyncJobJson),
+        (status = 400, description = "Not a job id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job of the caller's", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_sync_job(
+    State(service): State<CalendarService>,
+    AuthedCaller(caller): AuthedCaller,
+    Path(id): Path<String>,
+) -> Result<Json<SyncJobJson>, ApiError> {
+    let id: uuid::Uuid = id
+        .parse()
+        .map_err(|_| ApiError::invalid("id", "must be a sync job id (a UUID)"))?;
+    let job = service.get_sync_job(&caller, &names::sync_job(id)).await?;
+    Ok(Json(SyncJobJson::from(&job)))
+}
+
 /// Lists every user's connections with their sync health (admin role).
 #[utoipa::path(
     get,
@@ -815,9 +1039,11 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Juy Calendar Service REST API", description = "The REST bridge of the Calendar Service. Errors are RFC 9457 problem documents whose `code` is the gRPC status name."),
-    paths(list_events, list_connections, list_calendars, get_settings, update_settings, admin_list_connections,
+    paths(list_events, list_connections, list_calendars, get_settings, update_settings, sync_now, get_sync_job,
+        admin_list_connections,
         crate::rest_connect::start_connect, crate::rest_connect::oauth_callback, crate::rest_connect::connect_caldav,
-        crate::rest_connect::revoke_connection, crate::rest_connect::admin_revoke_connection, healthz, readyz),
+        crate::rest_connect::revoke_connection, crate::rest_connect::admin_revoke_connection, healthz, readyz,
+        crate::rest_webhooks::google, crate::rest_webhooks::microsoft, crate::rest_webhooks::microsoft_lifecycle),
     components(schemas(Problem, crate::error::FieldViolation)),
     modifiers(&BearerAuth),
 )]
@@ -838,6 +1064,8 @@ pub fn routes(service: CalendarService) -> Router {
         .route("/v1/calendar/connections", get(list_connections))
         .route("/v1/calendar/calendars", get(list_calendars))
         .route("/v1/calendar/settings", get(get_settings).patch(update_settings))
+        .route("/v1/calendar/sync", post(sync_now))
+        .route("/v1/calendar/sync/{id}", get(get_sync_job))
         .route("/v1/admin/connections", get(admin_list_connections))
         .route(
             "/v1/calendar/connections/{custom}",

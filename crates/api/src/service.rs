@@ -2,18 +2,23 @@
 //! their wire format into these inputs, call the same function, and render
 //! the same result: there is no second implementation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::Stream;
 
 use juy_domain::{
-    AccountStatus, Calendar, CalendarEvent, CalendarId, CalendarMode, ConnectedAccount, EventId, NotificationChannels,
-    Provider, TimeRange, UserId,
+    AccountId, AccountStatus, Calendar, CalendarEvent, CalendarId, CalendarMode, ConnectedAccount, EventId,
+    NotificationChannels, Provider, TimeRange, UserId,
 };
-use juy_store::Store;
 use juy_store::accounts::{self, AdminAccountFilter, AdminAccountRow, AdminCursor};
+use juy_store::calendars::SyncHealth;
+use juy_store::sync_jobs::{self, JobState, SyncJob};
+use juy_store::{Store, StoreError};
 use juy_store::{calendars, events, settings};
 
+use crate::SyncWakeup;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldViolation};
 use crate::names;
@@ -22,11 +27,23 @@ use crate::paging::{self, Page};
 /// The longest time range one `ListEvents` call may ask for.
 pub const MAX_RANGE_DAYS: i64 = 400;
 
+/// The most calendars one "sync now" may name.
+pub const MAX_SYNC_CALENDARS: usize = 1000;
+
+/// How often a `SyncNow` stream reads its job.
+pub const SYNC_NOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The longest a `SyncNow` stream stays open; the job goes on after it.
+pub const SYNC_NOW_STREAM_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The service state shared by every request.
 #[derive(Clone)]
 pub struct CalendarService {
     pub(crate) store: Store,
     pub(crate) integrations: std::sync::Arc<crate::connect::Integrations>,
+    wakeup: SyncWakeup,
+    sync_now_poll: std::time::Duration,
+    sync_now_limit: std::time::Duration,
 }
 
 impl std::fmt::Debug for CalendarService {
@@ -85,6 +102,77 @@ pub struct ChannelsPatch {
     pub sms: bool,
 }
 
+/// When a calendar syncs next, as users and admins see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncSchedule {
+    /// When its next sync is due (in the past: due now, waiting for a
+    /// worker); `None` while `syncing` or when its account cannot sync.
+    pub next_sync_at: Option<DateTime<Utc>>,
+    /// Whether a worker holds it now.
+    pub syncing: bool,
+    /// When its push channel expires; `None` without one.
+    pub push_channel_expires_at: Option<DateTime<Utc>>,
+}
+
+impl SyncSchedule {
+    /// The schedule `health` shows at `now`. A leased calendar's
+    /// `next_sync_at` is its lease's expiry, not a planned run, so it is
+    /// shown as `syncing` instead.
+    pub fn of(health: &SyncHealth, now: DateTime<Utc>) -> Self {
+        let syncing = health.lease_expires_at.is_some_and(|until| until > now);
+        Self {
+            next_sync_at: if syncing { None } else { health.next_sync_at },
+            syncing,
+            push_channel_expires_at: health.push_channel_expires_at,
+        }
+    }
+}
+
+/// A calendar with its sync schedule, as the listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedCalendar {
+    /// The calendar, with its last sync's outcome.
+    pub calendar: Calendar,
+    /// When it syncs next.
+    pub schedule: SyncSchedule,
+}
+
+/// A connection with its calendars, as `ListConnections` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedConnection {
+    /// The connection.
+    pub connection: ConnectedAccount,
+    /// Its calendars, primary first.
+    pub calendars: Vec<ListedCalendar>,
+}
+
+/// One calendar's sync health as admins see it (no name, nothing decrypted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCalendar {
+    /// The stored health.
+    pub health: SyncHealth,
+    /// When it syncs next.
+    pub schedule: SyncSchedule,
+}
+
+/// A connection as admins see it, with its calendars' sync health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConnection {
+    /// The connection.
+    pub row: AdminAccountRow,
+    /// Its calendars, primary first.
+    pub calendars: Vec<AdminCalendar>,
+}
+
+/// One message of a followed "sync now" job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobProgress {
+    /// The job as it stands.
+    pub job: SyncJob,
+    /// Set on the last message when following stopped before the job ended.
+    pub still_running: bool,
+}
+
 /// The admin listing's filters, as parsed from either surface.
 #[derive(Debug, Clone, Default)]
 pub struct AdminListInput {
@@ -116,7 +204,38 @@ struct AdminToken {
 impl CalendarService {
     /// A service over `store`, reaching providers through `integrations`.
     pub fn new(store: Store, integrations: std::sync::Arc<crate::connect::Integrations>) -> Self {
-        Self { store, integrations }
+        Self {
+            store,
+            integrations,
+            wakeup: SyncWakeup::new(),
+            sync_now_poll: SYNC_NOW_POLL,
+            sync_now_limit: SYNC_NOW_STREAM_LIMIT,
+        }
+    }
+
+    /// Wakes this replica's sync workers through `wakeup` when "sync now"
+    /// made calendars due (without it, they find them at their next poll).
+    pub fn with_wakeup(mut self, wakeup: SyncWakeup) -> Self {
+        self.wakeup = wakeup;
+        self
+    }
+
+    /// How often a `SyncNow` stream reads its job, and how long it may stay
+    /// open (defaults: [`SYNC_NOW_POLL`], [`SYNC_NOW_STREAM_LIMIT`]).
+    pub fn with_sync_now_stream(mut self, poll: std::time::Duration, limit: std::time::Duration) -> Self {
+        self.sync_now_poll = poll;
+        self.sync_now_limit = limit;
+        self
+    }
+
+    /// The signal that wakes this replica's sync workers (for other routes
+    /// that make calendars due, such as verified push notifications).
+    pub fn wakeup(&self) -> &SyncWakeup {
+        &self.wakeup
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.integrations.clock().now()
     }
 
     /// The store, for readiness checks.
@@ -235,24 +354,41 @@ impl CalendarService {
         Ok(Page { items, next_page_token })
     }
 
-    /// The caller's connections, oldest first.
+    /// The caller's connections, oldest first, each with its calendars and their freshness.
     pub async fn list_connections(
         &self,
         caller: &Caller,
         page_size: i32,
         page_token: &str,
-    ) -> Result<Page<ConnectedAccount>, ApiError> {
+    ) -> Result<Page<ListedConnection>, ApiError> {
         let size = paging::page_size(page_size)?;
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
         let items = accounts::list_accounts(&mut conn, &key, &caller.user_id).await?;
-        paging::page_in_memory(
+        let page = paging::page_in_memory(
             items,
             |a| format!("{:020}/{}", a.connected_at.timestamp_micros(), a.id),
             size,
             page_token,
             paging::fingerprint(&["connections"]),
-        )
+        )?;
+        let calendars = calendars::list_calendars(&mut conn, &key, &caller.user_id, None).await?;
+        let health = calendars::list_sync_health(&mut conn, &caller.user_id, None).await?;
+        let mut by_account: HashMap<AccountId, Vec<ListedCalendar>> = HashMap::new();
+        for listed in with_schedules(calendars, health, self.now()) {
+            by_account.entry(listed.calendar.account_id).or_default().push(listed);
+        }
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|connection| ListedConnection {
+                    calendars: by_account.remove(&connection.id).unwrap_or_default(),
+                    connection,
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        })
     }
 
     /// The calendars of the caller's connections (of one, with `connection` set).
@@ -262,7 +398,7 @@ impl CalendarService {
         connection: &str,
         page_size: i32,
         page_token: &str,
-    ) -> Result<Page<Calendar>, ApiError> {
+    ) -> Result<Page<ListedCalendar>, ApiError> {
         let account = if connection.is_empty() {
             None
         } else {
@@ -279,13 +415,89 @@ impl CalendarService {
             return Err(ApiError::not_found(connection));
         }
         let items = calendars::list_calendars(&mut conn, &key, &caller.user_id, account).await?;
+        let health = calendars::list_sync_health(&mut conn, &caller.user_id, account).await?;
         paging::page_in_memory(
-            items,
-            |c| format!("{}/{}/{}", c.account_id, u8::from(!c.is_primary), c.id),
+            with_schedules(items, health, self.now()),
+            |c| {
+                let c = &c.calendar;
+                format!("{}/{}/{}", c.account_id, u8::from(!c.is_primary), c.id)
+            },
             size,
             page_token,
             paging::fingerprint(&["calendars", connection]),
         )
+    }
+
+    /// "Sync now": records a job for some of the caller's calendars (names
+    /// `calendars/{uuid}`; none for all), makes them due at once and wakes
+    /// this replica's workers. Calendars whose connection cannot sync are
+    /// recorded as skipped.
+    pub async fn sync_now(&self, caller: &Caller, calendars: &[String]) -> Result<SyncJob, ApiError> {
+        if calendars.len() > MAX_SYNC_CALENDARS {
+            return Err(ApiError::invalid(
+                "calendars",
+                format!("must name at most {MAX_SYNC_CALENDARS} calendars"),
+            ));
+        }
+        let mut violations = Vec::new();
+        let mut ids = Vec::with_capacity(calendars.len());
+        for (i, name) in calendars.iter().enumerate() {
+            match names::parse_calendar(&format!("calendars[{i}]"), name) {
+                Ok(id) => ids.push(id),
+                Err(e) => violations.extend(e.violations),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::invalid_fields(violations));
+        }
+        ids.sort();
+        ids.dedup();
+        let now = self.now();
+        let mut conn = self.store.conn().await?;
+        let job = sync_jobs::create_job(&mut conn, &caller.user_id, &ids, now)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { what: _, id } => ApiError::not_found(format!("calendars/{id}")),
+                other => ApiError::from(other),
+            })?;
+        if job.calendars.iter().any(|c| c.state == JobState::Queued) {
+            self.wakeup.notify();
+        }
+        tracing::info!(job_id = %job.id, calendars = job.calendars.len(), "sync now");
+        Ok(job)
+    }
+
+    /// One of the caller's "sync now" jobs, by name (`syncJobs/{uuid}` in `name`).
+    pub async fn get_sync_job(&self, caller: &Caller, name: &str) -> Result<SyncJob, ApiError> {
+        let id = names::parse_sync_job("name", name)?;
+        let mut conn = self.store.conn().await?;
+        sync_jobs::get_job(&mut conn, &caller.user_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(name))
+    }
+
+    /// Follows `job` (just created for `caller`): yields it at once, then
+    /// each time it changes, until it is finished or the stream has been open
+    /// for its limit (then a last message says it is still running). Nothing
+    /// runs between polls of the stream, so dropping it (the client left)
+    /// stops the reading.
+    pub fn follow_sync_job(
+        &self,
+        caller: &Caller,
+        job: SyncJob,
+    ) -> impl Stream<Item = Result<JobProgress, ApiError>> + Send + 'static {
+        let store = self.store.clone();
+        let user = caller.user_id.clone();
+        let id = job.id;
+        let read = move || {
+            let store = store.clone();
+            let user = user.clone();
+            async move {
+                let mut conn = store.conn().await?;
+                Ok(sync_jobs::get_job(&mut conn, &user, id).await?)
+            }
+        };
+        follow_job(job, read, self.sync_now_poll, self.sync_now_limit)
     }
 
     /// The caller's settings.
@@ -395,8 +607,8 @@ impl CalendarService {
         })
     }
 
-    /// Every user's connections with their sync health, for admins.
-    pub async fn admin_list_connections(&self, input: AdminListInput) -> Result<Page<AdminAccountRow>, ApiError> {
+    /// Every user's connections with their calendars' sync health, for admins.
+    pub async fn admin_list_connections(&self, input: AdminListInput) -> Result<Page<AdminConnection>, ApiError> {
         let user = if input.user_id.is_empty() {
             None
         } else {
@@ -443,6 +655,251 @@ impl CalendarService {
         } else {
             String::new()
         };
+        let wanted: Vec<(UserId, AccountId)> = items.iter().map(|r| (r.user_id.clone(), r.account_id)).collect();
+        let now = self.now();
+        let mut by_account: HashMap<(UserId, AccountId), Vec<AdminCalendar>> = HashMap::new();
+        for health in calendars::sync_health_of_accounts(&mut conn, &wanted).await? {
+            by_account
+                .entry((health.user_id.clone(), health.account_id))
+                .or_default()
+                .push(AdminCalendar {
+                    schedule: SyncSchedule::of(&health, now),
+                    health,
+                });
+        }
+        let items = items
+            .into_iter()
+            .map(|row| AdminConnection {
+                calendars: by_account
+                    .remove(&(row.user_id.clone(), row.account_id))
+                    .unwrap_or_default(),
+                row,
+            })
+            .collect();
         Ok(Page { items, next_page_token })
+    }
+}
+
+/// Pairs calendars with their schedules (a calendar created between the
+/// two reads has none yet and shows the default).
+fn with_schedules(calendars: Vec<Calendar>, health: Vec<SyncHealth>, now: DateTime<Utc>) -> Vec<ListedCalendar> {
+    let schedules: HashMap<CalendarId, SyncSchedule> = health
+        .iter()
+        .map(|h| (h.calendar_id, SyncSchedule::of(h, now)))
+        .collect();
+    calendars
+        .into_iter()
+        .map(|calendar| ListedCalendar {
+            schedule: schedules.get(&calendar.id).copied().unwrap_or_default(),
+            calendar,
+        })
+        .collect()
+}
+
+enum Following {
+    First(SyncJob),
+    Polling(SyncJob),
+    Ended,
+}
+
+/// The stream behind [`CalendarService::follow_sync_job`]: `first`, then
+/// `read` every `poll`, yielding only changes, until the job is finished,
+/// gone (NOT_FOUND) or unreadable (the error), or `limit` has passed since
+/// the start (a last message with `still_running`).
+fn follow_job<R, F>(
+    first: SyncJob,
+    read: R,
+    poll: std::time::Duration,
+    limit: std::time::Duration,
+) -> impl Stream<Item = Result<JobProgress, ApiError>> + Send + 'static
+where
+    R: FnMut() -> F + Send + 'static,
+    F: Future<Output = Result<Option<SyncJob>, ApiError>> + Send,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let progress = |job: SyncJob, still_running: bool| Ok(JobProgress { job, still_running });
+    futures::stream::unfold((Following::First(first), read), move |(state, mut read)| async move {
+        match state {
+            Following::Ended => None,
+            Following::First(job) => {
+                let next = if job.is_finished() {
+                    Following::Ended
+                } else {
+                    Following::Polling(job.clone())
+                };
+                Some((progress(job, false), (next, read)))
+            }
+            Following::Polling(last) => loop {
+                let wake = (tokio::time::Instant::now() + poll).min(deadline);
+                tokio::time::sleep_until(wake).await;
+                let job = match read().await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => {
+                        let gone = ApiError::not_found(names::sync_job(last.id));
+                        return Some((Err(gone), (Following::Ended, read)));
+                    }
+                    Err(error) => return Some((Err(error), (Following::Ended, read))),
+                };
+                if job.is_finished() {
+                    return Some((progress(job, false), (Following::Ended, read)));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Some((progress(job, true), (Following::Ended, read)));
+                }
+                if job != last {
+                    return Some((progress(job.clone(), false), (Following::Polling(job), read)));
+                }
+            },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration as StdDuration;
+
+    use futures::StreamExt as _;
+    use juy_store::sync_jobs::{JobCalendar, JobPhase};
+
+    use super::*;
+
+    fn job(state: JobState, pages: i32) -> SyncJob {
+        SyncJob {
+            id: uuid::Uuid::nil(),
+            user_id: UserId::new("u1").unwrap(),
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            calendars: vec![JobCalendar {
+                calendar_id: CalendarId(uuid::Uuid::nil()),
+                state,
+                phase: (state != JobState::Queued).then_some(JobPhase::Listing),
+                pages,
+                events_written: pages * 10,
+                events_deleted: 0,
+                error: None,
+                started_at: None,
+                finished_at: None,
+            }],
+        }
+    }
+
+    /// A reader answering `answers` in turn, then the last one forever.
+    fn reader(
+        answers: Vec<Option<SyncJob>>,
+    ) -> impl FnMut() -> futures::future::Ready<Result<Option<SyncJob>, ApiError>> + Send + 'static {
+        let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
+        move || {
+            let mut answers = answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.pop_front().flatten()
+            } else {
+                answers.front().cloned().flatten()
+            };
+            futures::future::ready(Ok(answer))
+        }
+    }
+
+    fn summary(progress: &Result<JobProgress, ApiError>) -> (JobState, i32, bool) {
+        let progress = progress.as_ref().unwrap();
+        let calendar = &progress.job.calendars[0];
+        (calendar.state, calendar.pages, progress.still_running)
+    }
+
+    #[tokio::test]
+    async fn a_followed_job_yields_only_changes_and_ends_when_finished() {
+        let read = reader(vec![
+            Some(job(JobState::Queued, 0)),
+            Some(job(JobState::Running, 0)),
+            Some(job(JobState::Running, 0)),
+            Some(job(JobState::Running, 1)),
+            Some(job(JobState::Done, 2)),
+        ]);
+        let stream = follow_job(
+            job(JobState::Queued, 0),
+            read,
+            StdDuration::from_millis(1),
+            StdDuration::from_secs(60),
+        );
+        let seen: Vec<_> = stream.collect::<Vec<_>>().await.iter().map(summary).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (JobState::Queued, 0, false),
+                (JobState::Running, 0, false),
+                (JobState::Running, 1, false),
+                (JobState::Done, 2, false),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finished_job_ends_after_its_first_message() {
+        let stream = follow_job(
+            job(JobState::Skipped, 0),
+            reader(vec![None]),
+            StdDuration::from_millis(1),
+            StdDuration::from_secs(60),
+        );
+        let seen: Vec<_> = stream.collect::<Vec<_>>().await.iter().map(summary).collect();
+        assert_eq!(seen, vec![(JobState::Skipped, 0, false)]);
+    }
+
+    #[tokio::test]
+    async fn following_stops_at_the_limit_saying_the_job_still_runs() {
+        let stream = follow_job(
+            job(JobState::Queued, 0),
+            reader(vec![Some(job(JobState::Running, 3))]),
+            StdDuration::from_millis(1),
+            StdDuration::from_millis(30),
+        );
+        let seen: Vec<_> = stream.collect::<Vec<_>>().await.iter().map(summary).collect();
+        assert_eq!(seen.first(), Some(&(JobState::Queued, 0, false)));
+        assert_eq!(seen.last(), Some(&(JobState::Running, 3, true)));
+        assert!(seen.len() <= 3, "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_vanished_ends_the_stream_with_not_found() {
+        let stream = follow_job(
+            job(JobState::Queued, 0),
+            reader(vec![None]),
+            StdDuration::from_millis(1),
+            StdDuration::from_secs(60),
+        );
+        let seen = stream.collect::<Vec<_>>().await;
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].as_ref().unwrap_err().code, crate::error::ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn a_leased_calendar_shows_syncing_instead_of_its_lease_expiry() {
+        let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(1);
+        let mut health = SyncHealth {
+            user_id: UserId::new("u1").unwrap(),
+            calendar_id: CalendarId(uuid::Uuid::nil()),
+            account_id: AccountId(uuid::Uuid::nil()),
+            is_primary: true,
+            sync_status: juy_domain::SyncStatus::Ok,
+            last_synced_at: None,
+            last_error: None,
+            next_sync_at: Some(now + Duration::minutes(2)),
+            lease_expires_at: Some(now + Duration::minutes(2)),
+            push_channel_expires_at: None,
+        };
+        let leased = SyncSchedule::of(&health, now);
+        assert_eq!((leased.syncing, leased.next_sync_at), (true, None));
+
+        // A dead worker's lease: due again at its expiry.
+        let expired = SyncSchedule::of(&health, now + Duration::minutes(3));
+        assert_eq!(
+            (expired.syncing, expired.next_sync_at),
+            (false, Some(now + Duration::minutes(2)))
+        );
+
+        health.lease_expires_at = None;
+        health.next_sync_at = None; // parked
+        let parked = SyncSchedule::of(&health, now);
+        assert_eq!((parked.syncing, parked.next_sync_at), (false, None));
     }
 }

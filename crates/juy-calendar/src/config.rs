@@ -49,6 +49,105 @@ struct RawSettings {
     microsoft: RawOAuthProvider,
     oauth: RawOAuth,
     caldav: RawCalDav,
+    sync: RawSync,
+}
+
+/// The sync engine (`juy_sync::SyncConfig`; defaults there).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSync {
+    workers: usize,
+    poll_interval_ms: u64,
+    lease_secs: i64,
+    interval_secs: i64,
+    jitter: f64,
+    window_past_days: i64,
+    window_future_days: i64,
+    window_roll_hours: i64,
+    reconcile_every_hours: i64,
+    discover_every_minutes: i64,
+    backoff_base_secs: i64,
+    backoff_max_secs: i64,
+    inline_retry_max_secs: u64,
+    cleanup_interval_secs: u64,
+    cleanup_batch: i64,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        let d = juy_sync::SyncConfig::default();
+        Self {
+            workers: d.workers,
+            poll_interval_ms: d.poll_interval.as_millis() as u64,
+            lease_secs: d.lease_for.num_seconds(),
+            interval_secs: d.interval.num_seconds(),
+            jitter: d.jitter,
+            window_past_days: d.window_past.num_days(),
+            window_future_days: d.window_future.num_days(),
+            window_roll_hours: d.window_roll.num_hours(),
+            reconcile_every_hours: d.reconcile_every.num_hours(),
+            discover_every_minutes: d.discover_every.num_minutes(),
+            backoff_base_secs: d.backoff_base.num_seconds(),
+            backoff_max_secs: d.backoff_max.num_seconds(),
+            inline_retry_max_secs: d.inline_retry_max.as_secs(),
+            cleanup_interval_secs: d.cleanup_interval.as_secs(),
+            cleanup_batch: d.cleanup_batch,
+        }
+    }
+}
+
+fn sync_config(raw: RawSync, event_ttl: chrono::Duration) -> Result<juy_sync::SyncConfig, ConfigError> {
+    let within = |key: &str, value: i64, range: std::ops::RangeInclusive<i64>| {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                &format!("sync.{key}"),
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    };
+    if raw.workers > 64 {
+        return Err(ConfigError::new("sync.workers", "must be at most 64"));
+    }
+    if !(0.0..=0.5).contains(&raw.jitter) {
+        return Err(ConfigError::new("sync.jitter", "must be between 0 and 0.5"));
+    }
+    within("poll_interval_ms", i64::try_from(raw.poll_interval_ms).unwrap_or(i64::MAX), 10..=60_000)?;
+    within("inline_retry_max_secs", i64::try_from(raw.inline_retry_max_secs).unwrap_or(i64::MAX), 0..=300)?;
+    within("cleanup_interval_secs", i64::try_from(raw.cleanup_interval_secs).unwrap_or(i64::MAX), 1..=86_400)?;
+    let backoff_base = within("backoff_base_secs", raw.backoff_base_secs, 1..=3600)?;
+    let backoff_max = within("backoff_max_secs", raw.backoff_max_secs, 1..=7 * 86_400)?;
+    if backoff_max < backoff_base {
+        return Err(ConfigError::new("sync.backoff_max_secs", "must not be below sync.backoff_base_secs"));
+    }
+    Ok(juy_sync::SyncConfig {
+        workers: raw.workers,
+        poll_interval: Duration::from_millis(raw.poll_interval_ms),
+        lease_for: chrono::Duration::seconds(within("lease_secs", raw.lease_secs, 10..=3600)?),
+        interval: chrono::Duration::seconds(within("interval_secs", raw.interval_secs, 1..=86_400)?),
+        jitter: raw.jitter,
+        window_past: chrono::Duration::days(within("window_past_days", raw.window_past_days, 0..=3650)?),
+        window_future: chrono::Duration::days(within("window_future_days", raw.window_future_days, 1..=3650)?),
+        window_roll: chrono::Duration::hours(within("window_roll_hours", raw.window_roll_hours, 1..=24 * 365)?),
+        reconcile_every: chrono::Duration::hours(within(
+            "reconcile_every_hours",
+            raw.reconcile_every_hours,
+            1..=24 * 365,
+        )?),
+        discover_every: chrono::Duration::minutes(within(
+            "discover_every_minutes",
+            raw.discover_every_minutes,
+            1..=60 * 24 * 30,
+        )?),
+        event_ttl,
+        backoff_base: chrono::Duration::seconds(backoff_base),
+        backoff_max: chrono::Duration::seconds(backoff_max),
+        inline_retry_max: Duration::from_secs(raw.inline_retry_max_secs),
+        cleanup_interval: Duration::from_secs(raw.cleanup_interval_secs),
+        cleanup_batch: within("cleanup_batch", raw.cleanup_batch, 1..=100_000)?,
+        ..juy_sync::SyncConfig::default()
+    })
 }
 
 /// One OAuth provider: client registration and endpoints (defaults: the real ones).
@@ -280,6 +379,8 @@ pub struct Settings {
     pub event_ttl: chrono::Duration,
     /// Provider endpoints, OAuth clients and CalDAV rules.
     pub integrations: juy_api::connect::IntegrationsConfig,
+    /// The sync engine, its workers and the cleanup job.
+    pub sync: juy_sync::SyncConfig,
 }
 
 impl std::fmt::Debug for Settings {
@@ -292,6 +393,7 @@ impl std::fmt::Debug for Settings {
             .field("auth", &self.auth)
             .field("telemetry", &self.telemetry)
             .field("integrations", &self.integrations)
+            .field("sync", &self.sync)
             .finish_non_exhaustive()
     }
 }
@@ -537,6 +639,7 @@ impl Settings {
             },
             event_ttl: chrono::Duration::days(raw.events.ttl_days),
             integrations: integrations(raw.google, raw.microsoft, raw.oauth, raw.caldav)?,
+            sync: sync_config(raw.sync, chrono::Duration::days(raw.events.ttl_days))?,
         })
     }
 }

@@ -30,15 +30,20 @@ pub struct RunningServer {
     pub rest_addr: SocketAddr,
     /// The store the server uses.
     pub store: Store,
+    /// The wake-up signal of this replica's sync workers.
+    pub wakeup: juy_api::SyncWakeup,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
+    workers: juy_sync::Workers,
 }
 
 impl RunningServer {
     /// Asks the server to stop and waits until in-flight requests have finished.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await.context("server task panicked")?
+        let served = self.task.await.context("server task panicked")?;
+        self.workers.shutdown().await;
+        served
     }
 
     /// Waits until the server stops by itself (it only does on errors) or `signal` resolves.
@@ -46,11 +51,16 @@ impl RunningServer {
         tokio::pin!(signal);
         let stop = self.stop.clone();
         let mut task = self.task;
+        let workers = self.workers;
         tokio::select! {
-            result = &mut task => result.context("server task panicked")?,
+            result = &mut task => {
+                workers.shutdown().await;
+                result.context("server task panicked")?
+            }
             () = &mut signal => {
                 tracing::info!("shutdown requested; finishing in-flight requests");
                 let _ = stop.send(true);
+                workers.shutdown().await;
                 task.await.context("server task panicked")?
             }
         }
@@ -77,7 +87,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         Arc::new(juy_domain::SystemClock),
     )
     .context("setting up the provider clients")?;
-    let service = CalendarService::new(store.clone(), Arc::new(integrations));
+    let integrations = Arc::new(integrations);
+    let wakeup = juy_api::SyncWakeup::new();
+    let workers = start_sync(&settings, &store, &integrations, &wakeup);
+    let service = CalendarService::new(store.clone(), Arc::clone(&integrations)).with_wakeup(wakeup.clone());
     let routers = juy_api::routers(service, auth, settings.server.request_timeout).await?;
     let tls = settings.tls.as_ref().map(crate::tls::acceptor).transpose()?;
 
@@ -115,9 +128,46 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         grpc_addr,
         rest_addr,
         store,
+        wakeup,
         stop,
         task,
+        workers,
     })
+}
+
+/// Starts this replica's sync workers and cleanup job.
+fn start_sync(
+    settings: &Settings,
+    store: &Store,
+    integrations: &Arc<juy_api::connect::Integrations>,
+    wakeup: &juy_api::SyncWakeup,
+) -> juy_sync::Workers {
+    let clients = {
+        let integrations = Arc::clone(integrations);
+        move |lease: &juy_store::sync_state::Lease| {
+            integrations.client_for(&lease.user_id, lease.account_id, lease.provider, lease.server_url.as_deref())
+        }
+    };
+    let engine = Arc::new(juy_sync::Engine::new(
+        store.clone(),
+        Arc::new(clients),
+        Arc::new(juy_domain::SystemClock),
+        settings.sync.clone(),
+    ));
+    let signal = wakeup.clone();
+    let wake: juy_sync::Wakeup = Arc::new(move || {
+        let signal = signal.clone();
+        Box::pin(async move { signal.notified().await })
+    });
+    // Unique across replicas: host, process and a random part (pids repeat across containers).
+    let replica = format!(
+        "{}-{}-{:08x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "juy".into()),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    tracing::info!(replica, workers = settings.sync.workers, "starting sync workers");
+    juy_sync::spawn_workers(engine, &replica, Some(wake))
 }
 
 async fn serve(

@@ -157,6 +157,13 @@ impl CalendarProvider for CalDavClient {
         }
     }
 
+    fn resume<'a>(&'a self, calendar_id: &'a str, token: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>> {
+        match parse_url(calendar_id) {
+            Ok(collection) => sync::resume(&self.transport, collection, token, self.multiget_batch),
+            Err(error) => failed_stream(error),
+        }
+    }
+
     async fn create_event(
         &self,
         calendar_id: &str,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http_util::{ApiBase, ApiRequest, DEFAULT_TIMEOUT, Dialect, HttpClient};
+use crate::push::{self, PushChannel, WatchRequest};
 use crate::{
     Authorizer, CalendarProvider, EventPage, EventWrite, ProviderError, RawEvent, RemoteCalendar, WrittenEvent,
 };
@@ -114,13 +115,19 @@ impl GoogleCalendarClient {
         })
     }
 
-    /// Pages of `GET /calendars/{id}/events` with `query` (plus `pageToken` after the first).
+    /// Pages of `GET /calendars/{id}/events` with `query` (plus `pageToken`
+    /// after the first), starting at `first_page` when resuming.
     fn event_pages<'a>(
         &'a self,
         calendar_id: &'a str,
-        query: Vec<(&'static str, String)>,
+        query: Vec<(String, String)>,
+        first_page: Option<String>,
     ) -> BoxStream<'a, Result<EventPage, ProviderError>> {
-        futures::stream::try_unfold(Next::First, move |next| {
+        let start = match first_page {
+            Some(token) => Next::Page(token),
+            None => Next::First,
+        };
+        futures::stream::try_unfold(start, move |next| {
             let query = query.clone();
             async move {
                 let page_token = match next {
@@ -153,6 +160,10 @@ impl GoogleCalendarClient {
                 if let Some(zone) = page.time_zone {
                     defaults.insert("timeZone".into(), Value::String(zone));
                 }
+                let resume = match &next {
+                    Next::Page(token) => Some(resume_token(&query, token)),
+                    _ => None,
+                };
                 let last = matches!(next, Next::Done);
                 let out = EventPage {
                     items: page.items.into_iter().map(RawEvent::Google).collect(),
@@ -160,6 +171,7 @@ impl GoogleCalendarClient {
                     calendar_defaults: (!defaults.is_empty()).then_some(Value::Object(defaults)),
                     // Only the last page carries the sync token; a short page is not the last.
                     next_cursor: if last { page.next_sync_token } else { None },
+                    resume,
                 };
                 Ok(Some((out, next)))
             }
@@ -180,6 +192,38 @@ impl GoogleCalendarClient {
 }
 
 /// Google event ids: `a-v` and `0-9` (base32hex), 5 to 1024 characters.
+/// Query parameters a resume token may carry: those of a listing or change feed.
+const RESUMABLE_PARAMS: &[&str] = &["singleEvents", "timeMin", "timeMax", "maxResults", "syncToken"];
+
+/// A resume token: the listing's query and the next page's token, as a query string
+/// (Google wants the same parameters with every `pageToken`).
+fn resume_token(query: &[(String, String)], page_token: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in query {
+        out.append_pair(key, value);
+    }
+    out.append_pair("pageToken", page_token);
+    out.finish()
+}
+
+/// The query and page token of a [`resume_token`]; `None` if it is not one.
+fn parse_resume_token(token: &str) -> Option<(Vec<(String, String)>, String)> {
+    let mut query = Vec::new();
+    let mut page_token = None;
+    for (key, value) in form_urlencoded::parse(token.as_bytes()) {
+        if key == "pageToken" {
+            if page_token.replace(value.into_owned()).is_some() {
+                return None;
+            }
+        } else if RESUMABLE_PARAMS.contains(&key.as_ref()) && !query.iter().any(|(k, _)| k == key.as_ref()) {
+            query.push((key.into_owned(), value.into_owned()));
+        } else {
+            return None;
+        }
+    }
+    page_token.filter(|token| !token.is_empty()).map(|token| (query, token))
+}
+
 fn valid_event_id(id: &str) -> bool {
     (5..=1024).contains(&id.len()) && id.bytes().all(|b| matches!(b, b'a'..=b'v' | b'0'..=b'9'))
 }
@@ -280,22 +324,32 @@ impl CalendarProvider for GoogleCalendarClient {
         window: TimeRange,
     ) -> BoxStream<'a, Result<EventPage, ProviderError>> {
         let query = vec![
-            ("singleEvents", "true".to_owned()),
-            ("timeMin", rfc3339(window.start())),
-            ("timeMax", rfc3339(window.end())),
-            ("maxResults", self.page_size.to_string()),
+            ("singleEvents".to_owned(), "true".to_owned()),
+            ("timeMin".to_owned(), rfc3339(window.start())),
+            ("timeMax".to_owned(), rfc3339(window.end())),
+            ("maxResults".to_owned(), self.page_size.to_string()),
         ];
-        self.event_pages(calendar_id, query)
+        self.event_pages(calendar_id, query, None)
     }
 
     fn changes<'a>(&'a self, calendar_id: &'a str, cursor: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>> {
         // The same query as the full listing minus the window, which a sync token cannot be combined with.
         let query = vec![
-            ("singleEvents", "true".to_owned()),
-            ("maxResults", self.page_size.to_string()),
-            ("syncToken", cursor.to_owned()),
+            ("singleEvents".to_owned(), "true".to_owned()),
+            ("maxResults".to_owned(), self.page_size.to_string()),
+            ("syncToken".to_owned(), cursor.to_owned()),
         ];
-        self.event_pages(calendar_id, query)
+        self.event_pages(calendar_id, query, None)
+    }
+
+    fn resume<'a>(&'a self, calendar_id: &'a str, token: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>> {
+        match parse_resume_token(token) {
+            Some((query, page_token)) => self.event_pages(calendar_id, query, Some(page_token)),
+            None => futures::stream::once(async {
+                Err(ProviderError::Malformed("not a resume token of this client".into()))
+            })
+            .boxed(),
+        }
     }
 
     async fn create_event(
@@ -363,5 +417,26 @@ impl CalendarProvider for GoogleCalendarClient {
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(()),
             _ => Err(self.http.error(&response)),
         }
+    }
+
+    async fn watch(&self, calendar_id: &str, request: &WatchRequest) -> Result<Option<PushChannel>, ProviderError> {
+        push::google_watch(&self.http, &self.base, calendar_id, request)
+            .await
+            .map(Some)
+    }
+
+    async fn renew_watch(
+        &self,
+        calendar_id: &str,
+        old: &PushChannel,
+        request: &WatchRequest,
+    ) -> Result<Option<PushChannel>, ProviderError> {
+        push::google_renew(&self.http, &self.base, calendar_id, old, request)
+            .await
+            .map(Some)
+    }
+
+    async fn stop_watch(&self, channel: &PushChannel) -> Result<(), ProviderError> {
+        push::google_stop(&self.http, &self.base, channel).await
     }
 }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::http_util::{ApiBase, ApiRequest, DEFAULT_TIMEOUT, Dialect, HttpClient};
+use crate::push::{self, PushChannel, WatchRequest};
 use crate::{
     Authorizer, CalendarProvider, EventPage, EventWrite, ProviderError, RawEvent, RemoteCalendar, WrittenEvent,
 };
@@ -141,6 +142,8 @@ impl GraphCalendarClient {
                     None
                 }
             };
+            // A next link is the whole state of the round: following it later continues the round.
+            out.resume = next.as_ref().map(Url::to_string);
             Ok(Some((out, next)))
         })
         .boxed()
@@ -274,6 +277,16 @@ impl CalendarProvider for GraphCalendarClient {
         }
     }
 
+    fn resume<'a>(&'a self, _calendar_id: &'a str, token: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>> {
+        match self.base.link(token) {
+            Ok(next) => self.delta_pages(next),
+            Err(_) => futures::stream::once(async {
+                Err(ProviderError::Malformed("not a resume token of this client".into()))
+            })
+            .boxed(),
+        }
+    }
+
     async fn create_event(
         &self,
         calendar_id: &str,
@@ -317,5 +330,24 @@ impl CalendarProvider for GraphCalendarClient {
             StatusCode::NOT_FOUND => Ok(()),
             _ => Err(self.http.error(&response)),
         }
+    }
+
+    async fn watch(&self, calendar_id: &str, request: &WatchRequest) -> Result<Option<PushChannel>, ProviderError> {
+        push::graph_watch(&self.http, &self.base, calendar_id, request)
+            .await
+            .map(Some)
+    }
+
+    async fn renew_watch(
+        &self,
+        _calendar_id: &str,
+        old: &PushChannel,
+        request: &WatchRequest,
+    ) -> Result<Option<PushChannel>, ProviderError> {
+        push::graph_renew(&self.http, &self.base, old, request).await.map(Some)
+    }
+
+    async fn stop_watch(&self, channel: &PushChannel) -> Result<(), ProviderError> {
+        push::graph_stop(&self.http, &self.base, channel).await
     }
 }

@@ -261,6 +261,11 @@ impl HttpClient {
         self.send_ok(request).await?.json()
     }
 
+    /// The current instant on the client's clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// What a non-2xx answer means.
     pub(crate) fn error(&self, response: &ApiResponse) -> ProviderError {
         classify(

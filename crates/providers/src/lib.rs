@@ -17,6 +17,7 @@ mod error;
 pub mod google;
 pub mod graph;
 mod http_util;
+pub mod push;
 pub mod url_policy;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use juy_domain::{Provider, TimeRange};
 use zeroize::Zeroizing;
 
 pub use error::ProviderError;
+pub use push::{PushChannel, WatchRequest};
 pub use url_policy::UrlPolicy;
 
 /// What authenticates a request: a bearer token (Google, Microsoft) or HTTP
@@ -145,6 +147,11 @@ pub struct EventPage {
     /// Set on the last page only: the cursor of the next incremental round
     /// (Google `nextSyncToken`, Graph `@odata.deltaLink`, CalDAV sync-token).
     pub next_cursor: Option<String>,
+    /// Set on pages before the last where the provider can continue the
+    /// same listing or change feed after this page: an opaque token for
+    /// [`CalendarProvider::resume`], so a sync that stopped after committing
+    /// this page need not start over. Its size does not grow with the calendar.
+    pub resume: Option<String>,
 }
 
 /// An event to create or change at the provider (write-back).
@@ -200,6 +207,13 @@ pub trait CalendarProvider: Send + Sync {
     /// [`ProviderError::FullResyncRequired`].
     fn changes<'a>(&'a self, calendar_id: &'a str, cursor: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>>;
 
+    /// The pages after the one that carried `token` ([`EventPage::resume`])
+    /// of the same listing or change feed, ending like it (the last page
+    /// carries the next cursor). A token the provider no longer accepts fails
+    /// like an expired cursor ([`ProviderError::FullResyncRequired`]) or as
+    /// [`ProviderError::Malformed`] when it is not one of this client's tokens.
+    fn resume<'a>(&'a self, calendar_id: &'a str, token: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>>;
+
     /// Creates an event. `idempotency_key` (lowercase a–v and 0–9, 5–64
     /// characters) makes a retried create return the same event instead of a
     /// duplicate (Google event id, Graph `transactionId`, CalDAV resource name).
@@ -223,4 +237,30 @@ pub trait CalendarProvider: Send + Sync {
     /// Deletes an event; deleting one already gone succeeds.
     async fn delete_event(&self, calendar_id: &str, external_id: &str, etag: Option<&str>)
     -> Result<(), ProviderError>;
+
+    /// Opens a push channel on the calendar's events ([`push`]); `Ok(None)`
+    /// when the provider has no push (CalDAV), and the calendar is polled.
+    async fn watch(&self, _calendar_id: &str, _request: &WatchRequest) -> Result<Option<PushChannel>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Renews `old` before it expires: Google opens a new channel
+    /// (`request.channel_id` must be new) and stops the old one; Graph moves
+    /// the same subscription's expiry (its id and `clientState` stay, so
+    /// `request.secret` is not used) and fails with
+    /// [`ProviderError::NotFound`] when the subscription is gone, and the
+    /// caller opens a new one with [`watch`](Self::watch).
+    async fn renew_watch(
+        &self,
+        _calendar_id: &str,
+        _old: &PushChannel,
+        _request: &WatchRequest,
+    ) -> Result<Option<PushChannel>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Stops a channel; one already gone (or expired) counts as stopped.
+    async fn stop_watch(&self, _channel: &PushChannel) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

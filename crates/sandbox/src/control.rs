@@ -1,6 +1,7 @@
 //! The HTTP control API under `/_sandbox`: the operations tests call as
 //! methods on [`Sandbox`] (accounts, calendars, events, series, faults, the
-//! clock, the request log, token revocation), for a sandbox running as its
+//! clock, the request log, token revocation, push channels and their
+//! deliveries, Graph lifecycle notifications), for a sandbox running as its
 //! own process and driven with curl. JSON in, JSON out; a bad body answers
 //! 400 naming the field. Control routes never go through the API preamble:
 //! they are not logged, need no token and never consume a fault.
@@ -10,7 +11,7 @@ use std::ops::RangeInclusive;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post, put};
@@ -19,8 +20,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     Fault, Frequency, GOOGLE_API, GOOGLE_AUTHORIZE, GOOGLE_REVOKE, GOOGLE_TOKEN, GOOGLE_USERINFO, GRAPH_API,
-    LoggedRequest, MICROSOFT_AUTHORIZE, MICROSOFT_TOKEN, Provider, Recurrence, Sandbox, google_calendar,
-    graph_calendar, pkey,
+    LifecycleEvent, LoggedRequest, MICROSOFT_AUTHORIZE, MICROSOFT_TOKEN, Provider, PushDelivery, Recurrence, Sandbox,
+    SandboxError, Watch, google_calendar, graph_calendar, pkey,
 };
 
 /// Where the control API lives.
@@ -38,6 +39,8 @@ const MAX_LATENCY_MS: u64 = 60_000;
 const MAX_FAULT_COUNT: u64 = 100;
 /// Farthest the clock moves in one request: ten years.
 const MAX_ADVANCE_SECONDS: u64 = 10 * 366 * 24 * 3600;
+/// Longest wait for push deliveries in one request: thirty seconds.
+const MAX_WAIT_MS: u64 = 30_000;
 /// Query parameters whose values the request log shows only as a fingerprint.
 const SECRET_PARAMS: &[&str] = &[
     "access_token",
@@ -156,6 +159,30 @@ const ROUTES: &[(&str, &str, &str, &str)] = &[
         "the request log (bearer tokens as fingerprints)",
     ),
     ("DELETE", "/_sandbox/requests", "", "empty the request log"),
+    (
+        "GET",
+        "/_sandbox/push",
+        "",
+        "Google channels and Graph subscriptions (secrets as fingerprints) and the push deliveries so far",
+    ),
+    (
+        "GET",
+        "/_sandbox/push/deliveries?min={n}&timeout_ms={ms}",
+        "",
+        "the push deliveries, once at least `min` are recorded or `timeout_ms` (at most 30000) passed",
+    ),
+    (
+        "DELETE",
+        "/_sandbox/push/deliveries",
+        "",
+        "forget the recorded push deliveries",
+    ),
+    (
+        "POST",
+        "/_sandbox/microsoft/subscriptions/{id}/lifecycle",
+        r#"{"event": "reauthorizationRequired"|"subscriptionRemoved"|"missed"}"#,
+        "post a lifecycle notification to the subscription's lifecycleNotificationUrl (subscriptionRemoved also ends it)",
+    ),
 ];
 
 /// The control routes, to merge into the sandbox's router.
@@ -191,6 +218,12 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/_sandbox/clock", get(clock))
         .route("/_sandbox/clock/advance", post(advance))
         .route("/_sandbox/requests", get(requests).delete(clear_requests))
+        .route("/_sandbox/push", get(push))
+        .route(
+            "/_sandbox/push/deliveries",
+            get(push_deliveries).delete(clear_push_deliveries),
+        )
+        .route("/_sandbox/microsoft/subscriptions/{id}/lifecycle", post(fire_lifecycle))
         .route("/_sandbox/", get(index))
         .route("/_sandbox/{*rest}", any(unknown))
         .method_not_allowed_fallback(wrong_method)
@@ -1002,6 +1035,119 @@ async fn requests(State(sb): State<Sandbox>) -> Answer {
 async fn clear_requests(State(sb): State<Sandbox>) -> StatusCode {
     sb.clear_log();
     StatusCode::NO_CONTENT
+}
+
+fn watch_json(w: &Watch) -> Value {
+    json!({
+        "provider": pkey(w.provider),
+        "id": w.id,
+        "resource_id": w.resource_id,
+        "account": w.account,
+        "calendar": w.calendar,
+        "address": w.address,
+        "lifecycle_address": w.lifecycle_address,
+        "expires_at": rfc3339(w.expires_at),
+        "secret": w.secret.as_deref().map(fingerprint),
+    })
+}
+
+fn delivery_json(d: &PushDelivery) -> Value {
+    json!({
+        "provider": pkey(d.provider),
+        "channel_id": d.channel_id,
+        "kind": d.kind,
+        "url": d.url,
+        "message_number": d.message_number,
+        "event_id": d.event_id,
+        "status": d.status,
+        "error": d.error,
+        "accepted": d.accepted(),
+        "at": rfc3339(d.at),
+    })
+}
+
+async fn push(State(sb): State<Sandbox>) -> Answer {
+    let watches = sb.push_watches();
+    let of = |provider: Provider| -> Vec<Value> {
+        watches
+            .iter()
+            .filter(|w| w.provider == provider)
+            .map(watch_json)
+            .collect()
+    };
+    let deliveries: Vec<Value> = sb.push_deliveries().iter().map(delivery_json).collect();
+    answer(
+        StatusCode::OK,
+        json!({"google_channels": of(Provider::Google), "microsoft_subscriptions": of(Provider::Microsoft),
+            "deliveries": deliveries}),
+    )
+}
+
+/// A whole number query parameter in `range`, if present.
+fn query_number(
+    query: &std::collections::HashMap<String, String>,
+    key: &str,
+    range: RangeInclusive<u64>,
+) -> Result<Option<u64>, Problem> {
+    let Some(text) = query.get(key) else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(Problem::field(
+            key,
+            format!(
+                "`{key}` must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+async fn push_deliveries(
+    State(sb): State<Sandbox>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Answer {
+    if let Some(unknown) = query.keys().find(|k| !matches!(k.as_str(), "min" | "timeout_ms")) {
+        return Err(Problem::field(
+            unknown,
+            format!("unknown parameter `{unknown}`; expected min, timeout_ms"),
+        ));
+    }
+    let min = query_number(&query, "min", 0..=100_000)?.unwrap_or(0);
+    let wait = query_number(&query, "timeout_ms", 0..=MAX_WAIT_MS)?.unwrap_or(0);
+    let count = usize::try_from(min).map_err(|_| Problem::field("min", "`min` is out of range"))?;
+    let deliveries = sb
+        .wait_for_push_deliveries(count, std::time::Duration::from_millis(wait))
+        .await;
+    let listed: Vec<Value> = deliveries.iter().map(delivery_json).collect();
+    answer(
+        StatusCode::OK,
+        json!({"deliveries": listed, "complete": deliveries.len() >= count}),
+    )
+}
+
+async fn clear_push_deliveries(State(sb): State<Sandbox>) -> StatusCode {
+    sb.clear_push_deliveries();
+    StatusCode::NO_CONTENT
+}
+
+async fn fire_lifecycle(State(sb): State<Sandbox>, Path(id): Path<String>, bytes: Bytes) -> Answer {
+    let body = Body::parse(&bytes, &["event"])?;
+    let event = body.choice("event", &["reauthorizationRequired", "subscriptionRemoved", "missed"])?;
+    let event = LifecycleEvent::from_name(event).ok_or_else(|| Problem::field("event", "unknown event"))?;
+    match sb.fire_graph_lifecycle(&id, event) {
+        Ok(()) => answer(
+            StatusCode::ACCEPTED,
+            json!({"subscription": id, "event": event.as_str()}),
+        ),
+        Err(SandboxError::NoLifecycleUrl(_)) => Err(Problem::conflict(
+            "event",
+            format!("subscription `{id}` has no lifecycleNotificationUrl"),
+        )),
+        Err(_) => Err(Problem::not_found(format!("no microsoft subscription `{id}`"))),
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub(crate) struct GoogleState {
     pub(crate) sync_tokens: HashMap<String, (String, u64)>,
     pub(crate) listings: HashMap<String, Listing>,
     pub(crate) next_token: u64,
+    /// Calendars whose events changed since their watchers were last notified.
+    pub(crate) changed: Vec<String>,
 }
 
 impl GoogleState {
@@ -99,6 +101,7 @@ impl GoogleState {
             resource["iCalUID"] = json!(format!("{id}@google.com"));
         }
         self.events.retain(|e| !(e.calendar == calendar && e.id == id));
+        self.changed.push(calendar.into());
         self.events.push(GoogleEvent {
             calendar: calendar.into(),
             id,
@@ -118,6 +121,7 @@ impl GoogleState {
             event.deleted = true;
             event.seq = seq;
         }
+        self.changed.push(calendar.into());
     }
 
     /// The stored event (series masters included, deleted ones too).
@@ -521,7 +525,10 @@ pub(crate) async fn events_insert(
     if let Err(r) = times_present(&resource) {
         return *r;
     }
-    axum::Json(g.google.store(now, &calendar, resource, None)).into_response()
+    let stored = g.google.store(now, &calendar, resource, None);
+    drop(g);
+    sb.notify_changes();
+    axum::Json(stored).into_response()
 }
 
 /// `events.get`: stored events, instances of series, deleted ones as cancelled.
@@ -594,7 +601,10 @@ pub(crate) async fn events_patch(
     if let Err(r) = times_present(&resource) {
         return *r;
     }
-    axum::Json(g.google.store(now, &calendar, resource, existing.series)).into_response()
+    let stored = g.google.store(now, &calendar, resource, existing.series);
+    drop(g);
+    sb.notify_changes();
+    axum::Json(stored).into_response()
 }
 
 /// `events.delete`: 204; 410 `deleted` when already deleted; guarded by `If-Match`.
@@ -623,6 +633,8 @@ pub(crate) async fn events_delete(
         return *r;
     }
     g.google.delete(&calendar, &event);
+    drop(g);
+    sb.notify_changes();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -647,9 +659,12 @@ impl Sandbox {
     /// Creates or replaces the event `resource["id"]` in `calendar`; sets its `etag` and `updated`.
     /// Returns the new etag. All-day events carry `start.date`/`end.date` (end exclusive).
     pub fn put_google_event(&self, calendar: &str, resource: Value) -> String {
-        let mut g = self.lock();
-        let now = g.now();
-        let stored = g.google.store(now, calendar, resource, None);
+        let stored = {
+            let mut g = self.lock();
+            let now = g.now();
+            g.google.store(now, calendar, resource, None)
+        };
+        self.notify_changes();
         stored["etag"].as_str().unwrap_or_default().to_owned()
     }
 
@@ -680,15 +695,19 @@ impl Sandbox {
         resource["start"] = json!({"dateTime": rfc3339(recurrence.first_start), "timeZone": "UTC"});
         resource["end"] = json!({"dateTime": rfc3339(end), "timeZone": "UTC"});
         resource["recurrence"] = json!([format!("RRULE:FREQ={freq};COUNT={}", recurrence.count)]);
-        let mut g = self.lock();
-        let now = g.now();
-        let stored = g.google.store(now, calendar, resource, Some(recurrence));
+        let stored = {
+            let mut g = self.lock();
+            let now = g.now();
+            g.google.store(now, calendar, resource, Some(recurrence))
+        };
+        self.notify_changes();
         stored["etag"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Deletes an event: incremental listings report it as cancelled.
     pub fn delete_google_event(&self, calendar: &str, id: &str) {
         self.lock().google.delete(calendar, id);
+        self.notify_changes();
     }
 
     /// The stored resource of a Google event (instances of series too); deleted ones

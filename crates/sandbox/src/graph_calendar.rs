@@ -69,6 +69,8 @@ pub(crate) struct GraphState {
     skip_tokens: HashMap<String, Round>,
     delta_tokens: HashMap<String, Round>,
     next_token: u64,
+    /// Events changed since their subscribers were last notified.
+    pub(crate) changed: Vec<crate::push::GraphChange>,
 }
 
 impl GraphState {
@@ -99,6 +101,15 @@ impl GraphState {
         if resource.get("iCalUId").is_none() {
             resource["iCalUId"] = json!(format!("{id}-ical"));
         }
+        let existed = self
+            .events
+            .iter()
+            .any(|e| e.calendar == calendar && e.id == id && !e.deleted);
+        self.changed.push(crate::push::GraphChange {
+            calendar: calendar.into(),
+            event: id.clone(),
+            kind: if existed { "updated" } else { "created" },
+        });
         self.events.retain(|e| !(e.calendar == calendar && e.id == id));
         self.events.push(GraphEvent {
             calendar: calendar.into(),
@@ -116,6 +127,13 @@ impl GraphState {
         self.seq += 1;
         let seq = self.seq;
         for event in self.events.iter_mut().filter(|e| e.id == id) {
+            if !event.deleted {
+                self.changed.push(crate::push::GraphChange {
+                    calendar: event.calendar.clone(),
+                    event: event.id.clone(),
+                    kind: "deleted",
+                });
+            }
             event.deleted = true;
             event.seq = seq;
         }
@@ -580,6 +598,8 @@ pub(crate) async fn create_event(
     );
     fields.insert("responseStatus".into(), json!({"response": "organizer"}));
     let stored = state.store(now, &calendar, Value::Object(fields), None);
+    drop(g);
+    sb.notify_changes();
     (StatusCode::CREATED, axum::Json(render(&stored, utc))).into_response()
 }
 
@@ -657,6 +677,8 @@ pub(crate) async fn patch_event(
         }
     }
     let stored = state.store(now, &existing.calendar, resource, existing.series);
+    drop(g);
+    sb.notify_changes();
     axum::Json(render(&stored, utc)).into_response()
 }
 
@@ -687,6 +709,8 @@ pub(crate) async fn delete_event(
         return *r;
     }
     state.delete(&event);
+    drop(g);
+    sb.notify_changes();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -712,9 +736,12 @@ impl Sandbox {
     /// All-day events have `isAllDay: true` and midnight times (end exclusive).
     /// Returns the new `@odata.etag`.
     pub fn put_graph_event(&self, calendar: &str, resource: Value) -> String {
-        let mut g = self.lock();
-        let now = g.now();
-        let stored = g.graph.store(now, calendar, resource, None);
+        let stored = {
+            let mut g = self.lock();
+            let now = g.now();
+            g.graph.store(now, calendar, resource, None)
+        };
+        self.notify_changes();
         odata_etag(&stored)
     }
 
@@ -741,18 +768,24 @@ impl Sandbox {
         resource["recurrence"] = json!({"pattern": pattern, "range": {"type": "numbered",
             "startDate": first.format("%Y-%m-%d").to_string(), "numberOfOccurrences": recurrence.count,
             "recurrenceTimeZone": "UTC"}});
-        let mut g = self.lock();
-        let now = g.now();
-        let stored = g.graph.store(now, calendar, resource, Some(recurrence));
+        let stored = {
+            let mut g = self.lock();
+            let now = g.now();
+            g.graph.store(now, calendar, resource, Some(recurrence))
+        };
+        self.notify_changes();
         odata_etag(&stored)
     }
 
     /// Deletes an event: the next delta round reports it as `@removed`.
     pub fn delete_graph_event(&self, calendar: &str, id: &str) {
-        let mut g = self.lock();
-        if g.graph.events.iter().any(|e| e.calendar == calendar && e.id == id) {
-            g.graph.delete(id);
+        {
+            let mut g = self.lock();
+            if g.graph.events.iter().any(|e| e.calendar == calendar && e.id == id) {
+                g.graph.delete(id);
+            }
         }
+        self.notify_changes();
     }
 
     /// The stored resource of a live Graph event (start/end in UTC, no `@odata.etag`).

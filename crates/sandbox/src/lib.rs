@@ -1,8 +1,9 @@
 //! Provider sandbox: a local HTTP server that imitates Google OAuth and the
 //! Microsoft identity platform (plus Google userinfo and Graph `/me`), Google
 //! Calendar v3 and Graph calendars (listings, sync tokens, writes, recurring
-//! series) as described in `PROVIDERS.md`, with an advanceable clock, a
-//! request log and fault injection. Tests drive it through methods on
+//! series) as described in `PROVIDERS.md`, and their push notifications
+//! (Google channels, Graph subscriptions, posted to the watchers' URLs), with
+//! an advanceable clock, a request log and fault injection. Tests drive it through methods on
 //! [`Sandbox`]; a sandbox running as its own process (`juy-calendar sandbox`)
 //! is driven through the same operations over HTTP under `/_sandbox`, which
 //! are neither logged nor subject to faults. It is test and dev-run
@@ -14,6 +15,7 @@ mod control;
 mod dev_world;
 mod google_calendar;
 mod graph_calendar;
+mod push;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,11 +25,13 @@ use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+pub use push::{LifecycleEvent, PushDelivery, Watch};
 
 /// Which provider a request or account belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +142,12 @@ pub enum SandboxError {
     /// Binding or serving failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// No Graph subscription has this id.
+    #[error("no subscription `{0}`")]
+    UnknownSubscription(String),
+    /// The Graph subscription has no `lifecycleNotificationUrl`.
+    #[error("subscription `{0}` has no lifecycle notification URL")]
+    NoLifecycleUrl(String),
 }
 
 // Paths of the provider routes, shared by the router, `RunningSandbox`'s URL
@@ -191,6 +201,7 @@ struct Inner {
     grant_scopes: HashMap<u64, String>,
     google: google_calendar::GoogleState,
     graph: graph_calendar::GraphState,
+    push: push::PushState,
 }
 
 impl Inner {
@@ -387,6 +398,11 @@ pub async fn serve_on(sandbox: Sandbox, addr: SocketAddr) -> Result<RunningSandb
             get(google_calendar::events_list).post(google_calendar::events_insert),
         )
         .route(
+            "/google/calendar/v3/calendars/{calendar}/events/watch",
+            post(push::google_watch),
+        )
+        .route("/google/calendar/v3/channels/stop", post(push::google_stop))
+        .route(
             "/google/calendar/v3/calendars/{calendar}/events/{event}",
             get(google_calendar::events_get)
                 .patch(google_calendar::events_patch)
@@ -409,6 +425,11 @@ pub async fn serve_on(sandbox: Sandbox, addr: SocketAddr) -> Result<RunningSandb
             get(graph_calendar::get_event)
                 .patch(graph_calendar::patch_event)
                 .delete(graph_calendar::delete_event),
+        )
+        .route("/microsoft/v1.0/subscriptions", post(push::graph_subscribe))
+        .route(
+            "/microsoft/v1.0/subscriptions/{id}",
+            patch(push::graph_renew).delete(push::graph_unsubscribe),
         )
         .merge(control::routes())
         .with_state(sandbox.clone());

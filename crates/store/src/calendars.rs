@@ -9,7 +9,7 @@ use diesel::sql_types::Text;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use juy_crypto::{Aad, DataKey};
-use juy_domain::{AccountId, Calendar, CalendarId, CalendarMode, Provider, UserId};
+use juy_domain::{AccountId, Calendar, CalendarId, CalendarMode, Provider, SyncStatus, UserId};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -346,4 +346,123 @@ pub(crate) async fn apply_calendar_modes(
             .await?;
     rows.sort_by_key(|row| (row.account_id, !row.is_primary, row.id));
     rows.into_iter().map(|row| row.decode(key)).collect()
+}
+
+/// How current one calendar's synced data is, for users' and admins' listings:
+/// the outcome of its last run and when the next one comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncHealth {
+    /// Its owner.
+    pub user_id: UserId,
+    /// The calendar.
+    pub calendar_id: CalendarId,
+    /// Its account.
+    pub account_id: AccountId,
+    /// Whether it is the account's main calendar.
+    pub is_primary: bool,
+    /// How its last run went.
+    pub sync_status: SyncStatus,
+    /// When a run last succeeded.
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// Why its last run failed, if it did.
+    pub last_error: Option<String>,
+    /// When its next run is due (one never synced is due since it was
+    /// created); `None` while parked because its account cannot sync.
+    /// While leased, this is the lease's expiry.
+    pub next_sync_at: Option<DateTime<Utc>>,
+    /// Until when a worker holds it; an expiry in the past is a dead worker's.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When its push channel expires; `None` without one (push channels are
+    /// not stored yet, so always `None` for now).
+    pub push_channel_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct SyncHealthRow {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    account_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    is_primary: bool,
+    #[diesel(sql_type = Text)]
+    sync_status: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    last_synced_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    next_sync_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    lease_expires_at: Option<DateTime<Utc>>,
+}
+
+impl SyncHealthRow {
+    fn decode(self) -> Result<SyncHealth, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("calendar {}: {what}", self.id));
+        Ok(SyncHealth {
+            user_id: UserId::new(self.user_id.clone()).map_err(|_| corrupt("bad user id"))?,
+            calendar_id: CalendarId(self.id),
+            account_id: AccountId(self.account_id),
+            is_primary: self.is_primary,
+            sync_status: self.sync_status.parse().map_err(|_| corrupt("unknown sync status"))?,
+            last_synced_at: self.last_synced_at,
+            last_error: self.last_error,
+            next_sync_at: self.next_sync_at,
+            lease_expires_at: self.lease_expires_at,
+            push_channel_expires_at: None,
+        })
+    }
+}
+
+/// The columns of [`SyncHealthRow`]. A parked calendar's `'infinity'` (which
+/// chrono cannot hold) becomes NULL; a never-synced one's NULL, its creation.
+const SYNC_HEALTH_COLUMNS: &str = "\
+    user_id, id, account_id, is_primary, sync_status, last_synced_at, last_error, \
+    CASE WHEN next_sync_at IS NULL THEN created_at \
+         WHEN isfinite(next_sync_at) THEN next_sync_at END AS next_sync_at, \
+    lease_expires_at";
+
+/// The sync health of `user`'s calendars, of one account or all, ordered as
+/// [`list_calendars`] orders.
+pub async fn list_sync_health(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    account: Option<AccountId>,
+) -> Result<Vec<SyncHealth>, StoreError> {
+    let rows: Vec<SyncHealthRow> = diesel::sql_query(format!(
+        "SELECT {SYNC_HEALTH_COLUMNS} FROM calendars \
+         WHERE user_id = $1 AND ($2::uuid IS NULL OR account_id = $2) \
+         ORDER BY account_id, is_primary DESC, id"
+    ))
+    .bind::<Text, _>(user.as_str())
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(account.map(|account| account.0))
+    .load(conn)
+    .await?;
+    rows.into_iter().map(SyncHealthRow::decode).collect()
+}
+
+/// The sync health of the calendars of some accounts of any users (an admin
+/// page), in one statement, ordered by (user, account, primary first, id).
+pub async fn sync_health_of_accounts(
+    conn: &mut AsyncPgConnection,
+    accounts: &[(UserId, AccountId)],
+) -> Result<Vec<SyncHealth>, StoreError> {
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users: Vec<&str> = accounts.iter().map(|(user, _)| user.as_str()).collect();
+    let ids: Vec<Uuid> = accounts.iter().map(|(_, account)| account.0).collect();
+    let rows: Vec<SyncHealthRow> = diesel::sql_query(format!(
+        "SELECT {SYNC_HEALTH_COLUMNS} FROM calendars \
+         WHERE (user_id, account_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[])) \
+         ORDER BY user_id, account_id, is_primary DESC, id"
+    ))
+    .bind::<diesel::sql_types::Array<Text>, _>(&users)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+    .load(conn)
+    .await?;
+    rows.into_iter().map(SyncHealthRow::decode).collect()
 }

@@ -583,6 +583,83 @@ pub async fn replace_resource_events(
     .await
 }
 
+/// [`replace_resource_events`] for many resources of one calendar at once,
+/// in one transaction and two statements whatever their number: the stored
+/// occurrences of every resource in `hrefs` that are not among `events` are
+/// deleted, and `events` are upserted. Every event must be `user`'s, in
+/// `calendar_id`, and an occurrence of one of `hrefs`, else
+/// [`StoreError::InvalidInput`] and nothing changes. Returns how many rows
+/// were deleted.
+#[allow(clippy::too_many_arguments)] // The resources' identity plus the upsert's own parameters.
+pub async fn replace_resources_events(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    calendar_id: CalendarId,
+    hrefs: &[String],
+    events: &[CalendarEvent],
+    synced_at: DateTime<Utc>,
+    ttl: chrono::Duration,
+) -> Result<u64, StoreError> {
+    if hrefs.is_empty() && events.is_empty() {
+        return Ok(0);
+    }
+    let known: HashSet<&str> = hrefs.iter().map(String::as_str).collect();
+    let resource_of = |external_id: &str| -> bool {
+        known.contains(external_id)
+            || external_id
+                .rsplit_once('#')
+                .is_some_and(|(href, _)| known.contains(href))
+    };
+    if let Some(stray) = events.iter().find(|event| {
+        event.user_id != *user || event.calendar_id != calendar_id || !resource_of(&event.external_id)
+    }) {
+        return Err(StoreError::InvalidInput(format!(
+            "event {} is not an occurrence of the resources being replaced",
+            stray.id
+        )));
+    }
+    let patterns: Vec<String> = hrefs.iter().map(|href| occurrence_pattern(href)).collect();
+    let current: Vec<&str> = events.iter().map(|event| event.external_id.as_str()).collect();
+    conn.transaction(async |conn| {
+        let deleted = diesel::sql_query(
+            "DELETE FROM user_calendar_events \
+             WHERE user_id = $1 AND calendar_id = $2 \
+               AND (external_id = ANY($3) OR external_id LIKE ANY($4)) \
+               AND NOT (external_id = ANY($5))",
+        )
+        .bind::<Text, _>(user.as_str())
+        .bind::<SqlUuid, _>(calendar_id.0)
+        .bind::<Array<Text>, _>(hrefs)
+        .bind::<Array<Text>, _>(&patterns)
+        .bind::<Array<Text>, _>(&current)
+        .execute(conn)
+        .await?;
+        upsert_events(conn, key, events, synced_at, ttl).await?;
+        Ok(deleted as u64)
+    })
+    .await
+}
+
+/// Deletes the calendar's events that end at or before `before` (scrolled
+/// out of the sync window's past edge); returns how many.
+pub async fn delete_ended_before(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    calendar_id: CalendarId,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let deleted = diesel::delete(
+        e::table
+            .filter(e::user_id.eq(user.as_str()))
+            .filter(e::calendar_id.eq(calendar_id.0))
+            .filter(e::end_at.le(before)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(deleted as u64)
+}
+
 /// Deletes the calendar's events last confirmed before `confirmed_before`;
 /// returns how many. This ends a convergent full resync: take the mark
 /// before the first page, pass a `synced_at` at or after it to every

@@ -18,8 +18,10 @@ pub mod keys;
 mod migrations;
 pub mod oauth_states;
 mod pool;
+pub mod push_channels;
 mod schema;
 pub mod settings;
+pub mod sync_jobs;
 pub mod sync_state;
 #[cfg(feature = "testing")]
 pub mod testing;

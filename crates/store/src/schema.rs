@@ -58,6 +58,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    push_channels (user_id, calendar_id) {
+        user_id -> Text,
+        calendar_id -> Uuid,
+        account_id -> Uuid,
+        provider -> Text,
+        channel_id -> Text,
+        resource_id -> Nullable<Text>,
+        secret_hash -> Bytea,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     user_calendar_events (user_id, id) {
         user_id -> Text,
         id -> Uuid,
@@ -119,6 +133,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     connected_accounts,
     notification_settings,
     oauth_states,
+    push_channels,
     user_calendar_events,
     user_data_keys,
 );

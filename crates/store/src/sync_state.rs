@@ -33,7 +33,7 @@ const SYNCABLE: [AccountStatus; 3] = [AccountStatus::Pending, AccountStatus::Act
 /// The most characters of a failure's reason kept in `last_error`.
 pub const MAX_ERROR_CHARS: usize = 500;
 
-fn syncable() -> Vec<&'static str> {
+pub(crate) fn syncable() -> Vec<&'static str> {
     SYNCABLE.iter().map(|status| status.as_str()).collect()
 }
 
@@ -62,6 +62,12 @@ pub struct Lease {
     pub sync_cursor: Option<String>,
     /// How many runs in a row failed before this one (for backoff).
     pub consecutive_failures: i32,
+    /// The calendar's IANA zone, when known.
+    pub time_zone: Option<String>,
+    /// When the calendar last synced successfully.
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// The account's id at the provider (the email address for Google and Microsoft).
+    pub account_external_id: String,
 }
 
 #[derive(QueryableByName)]
@@ -84,6 +90,12 @@ struct LeaseRow {
     lease_expires_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Text>)]
     server_url: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    time_zone: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_synced_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Text)]
+    external_account_id: String,
 }
 
 impl LeaseRow {
@@ -100,6 +112,9 @@ impl LeaseRow {
             server_url: self.server_url,
             sync_cursor: self.sync_cursor,
             consecutive_failures: self.consecutive_failures,
+            time_zone: self.time_zone,
+            last_synced_at: self.last_synced_at,
+            account_external_id: self.external_account_id,
         })
     }
 }
@@ -119,7 +134,7 @@ struct Expiry {
 /// the future, so it is not leased twice.
 const LEASE_DUE: &str = "\
 WITH due AS MATERIALIZED (
-    SELECT c.user_id, c.id, a.server_url
+    SELECT c.user_id, c.id, a.server_url, a.external_account_id
     FROM calendars c
     JOIN connected_accounts a ON a.user_id = c.user_id AND a.id = c.account_id
     WHERE coalesce(c.next_sync_at, '-infinity'::timestamptz) <= $1
@@ -134,7 +149,7 @@ SET lease_owner = $2, lease_expires_at = $3, next_sync_at = $3
 FROM due
 WHERE c.user_id = due.user_id AND c.id = due.id
 RETURNING c.user_id, c.id, c.account_id, c.provider, c.provider_calendar_id, c.sync_cursor,
-          c.consecutive_failures, c.lease_expires_at, due.server_url";
+          c.consecutive_failures, c.lease_expires_at, due.server_url, c.time_zone, c.last_synced_at, due.external_account_id";
 
 /// Leases up to `limit` due calendars to `owner` until `now + lease_for`, in
 /// one statement, the longest overdue first (never-synced ones before all).
@@ -373,6 +388,29 @@ pub async fn schedule_now(
             id: calendar.to_string(),
         }),
     }
+}
+
+/// Puts off every calendar of an account that is not being synced until at
+/// least `until` (the provider throttles the account, so its other calendars
+/// should not hit it either); parked calendars stay parked. Returns how many moved.
+pub async fn defer_account(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    account: AccountId,
+    until: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let deferred = diesel::sql_query(
+        "UPDATE calendars \
+         SET next_sync_at = greatest(coalesce(next_sync_at, '-infinity'::timestamptz), $3) \
+         WHERE user_id = $1 AND account_id = $2 AND lease_owner IS NULL \
+           AND coalesce(next_sync_at, '-infinity'::timestamptz) < $3",
+    )
+    .bind::<Text, _>(user.as_str())
+    .bind::<diesel::sql_types::Uuid, _>(account.0)
+    .bind::<Timestamptz, _>(until)
+    .execute(conn)
+    .await?;
+    Ok(deferred as u64)
 }
 
 /// Cancels the leases of an account's calendars and parks them, for an

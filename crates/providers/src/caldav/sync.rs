@@ -42,6 +42,10 @@ struct Pager<'a> {
     batch: usize,
     /// A listing still to plan (its window).
     listing: Option<TimeRange>,
+    /// The window of the listing being paged, for resume tokens.
+    listing_window: Option<TimeRange>,
+    /// When resuming a listing: its cursor, and the last member already delivered.
+    resume_from: Option<(String, String)>,
     /// A sync round still to run (from this token).
     sync_round: Option<String>,
     rounds: usize,
@@ -60,6 +64,8 @@ impl<'a> Pager<'a> {
             collection,
             batch,
             listing: None,
+            listing_window: None,
+            resume_from: None,
             sync_round: None,
             rounds: 0,
             queue: VecDeque::new(),
@@ -92,6 +98,9 @@ impl<'a> Pager<'a> {
             let mut page = EventPage::default();
             let take = self.batch.min(self.queue.len());
             let batch: Vec<Url> = self.queue.drain(..take).collect();
+            if let (Some(window), Some(last), Some(cursor)) = (self.listing_window, batch.last(), &self.cursor) {
+                page.resume = Some(listing_resume_token(cursor, window, last.as_str()));
+            }
             if !batch.is_empty() {
                 let (items, missing) = multiget(self.transport, &self.collection, &batch).await?;
                 page.items = items;
@@ -102,6 +111,7 @@ impl<'a> Pager<'a> {
             page.removed = std::mem::take(&mut self.removed);
             if self.queue.is_empty() && self.sync_round.is_none() && self.listing.is_none() {
                 page.next_cursor = self.cursor.take();
+                page.resume = None;
                 self.done = true;
                 return Ok(Some(page));
             }
@@ -112,11 +122,23 @@ impl<'a> Pager<'a> {
     }
 
     async fn plan_listing(&mut self, window: TimeRange) -> Result<(), ProviderError> {
-        let (sync_token, ctag) = collection_state(self.transport, &self.collection).await?;
-        self.cursor = Some(match sync_token {
-            Some(token) => token,
-            None => format!("{CTAG_PREFIX}{}", ctag.unwrap_or_default()),
-        });
+        self.listing_window = Some(window);
+        // A resumed listing keeps the cursor read before it began: what changed
+        // since then shows up in the next round, also for members delivered before.
+        let after = match self.resume_from.take() {
+            Some((cursor, after)) => {
+                self.cursor = Some(cursor);
+                Some(after)
+            }
+            None => {
+                let (sync_token, ctag) = collection_state(self.transport, &self.collection).await?;
+                self.cursor = Some(match sync_token {
+                    Some(token) => token,
+                    None => format!("{CTAG_PREFIX}{}", ctag.unwrap_or_default()),
+                });
+                None
+            }
+        };
         let body = multistatus::calendar_query(&utc(window.start()), &utc(window.end()));
         let answer = self
             .transport
@@ -132,10 +154,16 @@ impl<'a> Pager<'a> {
             let Some(member) = response.href().and_then(|href| answer.url.join(href).ok()) else {
                 continue;
             };
-            if !is_collection(&self.collection, &member) && !member.path().ends_with('/') {
+            let delivered = after.as_deref().is_some_and(|after| member.as_str() <= after);
+            if !is_collection(&self.collection, &member) && !member.path().ends_with('/') && !delivered {
                 self.queue.push_back(member);
             }
         }
+        // Members in URL order, so a resume token need only name the last one delivered.
+        let mut members: Vec<Url> = std::mem::take(&mut self.queue).into();
+        members.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        members.dedup();
+        self.queue = members.into();
         Ok(())
     }
 
@@ -229,6 +257,51 @@ pub(crate) fn list_events<'a>(
 ) -> BoxStream<'a, Result<EventPage, ProviderError>> {
     let mut pager = Pager::new(transport, collection, batch);
     pager.listing = Some(window);
+    pager.into_stream()
+}
+
+/// What a listing's resume token holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ListingResume {
+    /// The listing's cursor (read before it began).
+    cursor: String,
+    /// The window, as Unix seconds.
+    start: i64,
+    end: i64,
+    /// The last member delivered.
+    after: String,
+}
+
+fn listing_resume_token(cursor: &str, window: TimeRange, after: &str) -> String {
+    let resume = ListingResume {
+        cursor: cursor.to_owned(),
+        start: window.start().timestamp(),
+        end: window.end().timestamp(),
+        after: after.to_owned(),
+    };
+    serde_json::to_string(&resume).unwrap_or_default()
+}
+
+/// The rest of a listing after the page that carried `token`.
+pub(crate) fn resume<'a>(
+    transport: &'a Transport,
+    collection: Url,
+    token: &str,
+    batch: usize,
+) -> BoxStream<'a, Result<EventPage, ProviderError>> {
+    let parsed = serde_json::from_str::<ListingResume>(token).ok().and_then(|resume| {
+        let start = chrono::DateTime::from_timestamp(resume.start, 0)?;
+        let end = chrono::DateTime::from_timestamp(resume.end, 0)?;
+        let window = TimeRange::new(start, end).ok()?;
+        Some((window, resume.cursor, resume.after))
+    });
+    let Some((window, cursor, after)) = parsed else {
+        return futures::stream::once(async { Err(ProviderError::Malformed("not a resume token of this client".into())) })
+            .boxed();
+    };
+    let mut pager = Pager::new(transport, collection, batch);
+    pager.listing = Some(window);
+    pager.resume_from = Some((cursor, after));
     pager.into_stream()
 }
 

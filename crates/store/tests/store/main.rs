@@ -12,6 +12,7 @@ mod keys;
 mod migrations;
 mod oauth_states;
 mod pool;
+mod push_channels;
 mod settings;
 mod support;
 mod sync_state;

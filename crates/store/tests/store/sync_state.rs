@@ -188,6 +188,9 @@ async fn a_lease_carries_what_the_run_needs() {
             server_url: Some("https://dav.example.org/".into()),
             sync_cursor: None,
             consecutive_failures: 0,
+            time_zone: None,
+            last_synced_at: None,
+            account_external_id: "dav-1".into(),
         }]
     );
     let stored = state(&mut f.conn, calendar.id).await;
