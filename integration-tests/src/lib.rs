@@ -104,6 +104,14 @@ impl TestServer {
         }
     }
 
+    /// Wakes the server's sync workers (as linking through the API does), for
+    /// accounts linked straight into the store.
+    pub fn wake_sync(&self) {
+        if let Some(running) = &self.running {
+            running.wakeup.notify();
+        }
+    }
+
     /// Stops the server gracefully.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {

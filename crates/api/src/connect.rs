@@ -532,6 +532,8 @@ impl CalendarService {
             accounts::link_account(&mut conn, &key, &account, new_calendars(provider, remote)).await?;
         int.set_blocked(&caller.user_id, connection.id, false);
         tracing::info!(%provider, account_id = %connection.id, calendars = calendars.len(), "linked an account");
+        // The new calendars are due at once: wake this replica's workers.
+        self.wakeup().notify();
         Ok(Linked { connection, calendars })
     }
 
@@ -637,6 +639,8 @@ impl CalendarService {
         .await?;
         int.set_blocked(&caller.user_id, connection.id, false);
         tracing::info!(account_id = %connection.id, calendars = calendars.len(), "linked a CalDAV account");
+        // The new calendars are due at once: wake this replica's workers.
+        self.wakeup().notify();
         Ok(Linked { connection, calendars })
     }
 
@@ -684,6 +688,35 @@ impl CalendarService {
             .ok_or_else(|| ApiError::not_found(connection))
     }
 
+    async fn stop_channels(
+        &self,
+        user: &UserId,
+        account: AccountId,
+        provider: Provider,
+        channels: &[juy_store::push_channels::StoredChannel],
+    ) {
+        let int = self.integrations();
+        let client = match int.client(provider, int.tokens.authorizer(user.clone(), account), None) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(account_id = %account, error = %e, "cannot stop the account's push channels");
+                return;
+            }
+        };
+        for channel in channels {
+            let open = juy_providers::push::PushChannel {
+                channel_id: channel.channel_id.clone(),
+                resource_id: channel.resource_id.clone(),
+                expires_at: channel.expires_at,
+            };
+            match client.stop_watch(&open).await {
+                Ok(()) => tracing::info!(account_id = %account, calendar_id = %channel.calendar_id, "stopped a push channel"),
+                Err(e) => tracing::warn!(account_id = %account, calendar_id = %channel.calendar_id, error = %e,
+                    "could not stop a push channel; it lapses at its expiry"),
+            }
+        }
+    }
+
     async fn revoke(&self, user: &UserId, account: AccountId, reason: &str) -> Result<ConnectedAccount, ApiError> {
         let int = self.integrations();
         let mut conn = self.store.conn().await?;
@@ -691,9 +724,15 @@ impl CalendarService {
         let Some(current) = accounts::read_credentials(&mut conn, &key, user, account, false).await? else {
             return Err(ApiError::not_found(names::connection(account)));
         };
+        let channels = juy_store::push_channels::list_for_account(&mut conn, user, account).await?;
         drop(conn);
         // From here on this process hands out no credential for the account.
         int.set_blocked(user, account, true);
+        // Stop its push channels while its token still works (only channel
+        // stops, never event reads; failures are logged: channels lapse anyway).
+        if !channels.is_empty() {
+            self.stop_channels(user, account, current.provider, &channels).await;
+        }
         // Revoke the grant at the provider where it has an endpoint (Google):
         // the refresh token revokes the whole grant.
         let stored = current.credentials.as_ref().map(|c| StoredCredentials::from_bytes(c));

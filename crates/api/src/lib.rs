@@ -88,12 +88,11 @@ pub async fn routers(
 
     // Google and Microsoft call the webhooks without a bearer token (each
     // notification proves itself with its channel's secret): they are merged
-    // outside the auth layer. Until the service exposes its workers' wake-up
-    // signal, a verified notification makes its calendar due and the workers
-    // find it at their next poll.
+    // outside the auth layer. A verified notification makes its calendar due
+    // and wakes this replica's workers (other replicas find it at their next poll).
     let webhooks = rest_webhooks::routes(rest_webhooks::WebhookState::new(
         service.store().clone(),
-        SyncWakeup::new(),
+        service.wakeup().clone(),
         Arc::new(juy_domain::SystemClock),
     ))
     .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES));

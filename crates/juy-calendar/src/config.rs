@@ -71,6 +71,10 @@ struct RawSync {
     inline_retry_max_secs: u64,
     cleanup_interval_secs: u64,
     cleanup_batch: i64,
+    /// The REST bridge's public base URL for provider webhooks; empty: push off (polling only).
+    push_base_url: String,
+    push_channel_hours: i64,
+    push_renew_before_hours: i64,
 }
 
 impl Default for RawSync {
@@ -92,8 +96,32 @@ impl Default for RawSync {
             inline_retry_max_secs: d.inline_retry_max.as_secs(),
             cleanup_interval_secs: d.cleanup_interval.as_secs(),
             cleanup_batch: d.cleanup_batch,
+            push_base_url: String::new(),
+            push_channel_hours: 144,
+            push_renew_before_hours: 24,
         }
     }
+}
+
+fn push_config(raw: &RawSync) -> Result<Option<juy_sync::push::PushConfig>, ConfigError> {
+    if raw.push_base_url.is_empty() {
+        return Ok(None);
+    }
+    let base = http_url("sync.push_base_url", &raw.push_base_url)?;
+    if !(1..=168).contains(&raw.push_channel_hours) {
+        return Err(ConfigError::new("sync.push_channel_hours", "must be between 1 and 168"));
+    }
+    if !(0..raw.push_channel_hours).contains(&raw.push_renew_before_hours) {
+        return Err(ConfigError::new(
+            "sync.push_renew_before_hours",
+            "must be at least 0 and below sync.push_channel_hours",
+        ));
+    }
+    Ok(Some(juy_sync::push::PushConfig {
+        lifetime: chrono::Duration::hours(raw.push_channel_hours),
+        renew_before: chrono::Duration::hours(raw.push_renew_before_hours),
+        ..juy_sync::push::PushConfig::new(base)
+    }))
 }
 
 fn sync_config(raw: RawSync, event_ttl: chrono::Duration) -> Result<juy_sync::SyncConfig, ConfigError> {
@@ -146,6 +174,7 @@ fn sync_config(raw: RawSync, event_ttl: chrono::Duration) -> Result<juy_sync::Sy
         inline_retry_max: Duration::from_secs(raw.inline_retry_max_secs),
         cleanup_interval: Duration::from_secs(raw.cleanup_interval_secs),
         cleanup_batch: within("cleanup_batch", raw.cleanup_batch, 1..=100_000)?,
+        push: push_config(&raw)?,
         ..juy_sync::SyncConfig::default()
     })
 }

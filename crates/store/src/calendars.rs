@@ -397,6 +397,8 @@ struct SyncHealthRow {
     next_sync_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
     lease_expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    push_expires_at: Option<DateTime<Utc>>,
 }
 
 impl SyncHealthRow {
@@ -412,7 +414,7 @@ impl SyncHealthRow {
             last_error: self.last_error,
             next_sync_at: self.next_sync_at,
             lease_expires_at: self.lease_expires_at,
-            push_channel_expires_at: None,
+            push_channel_expires_at: self.push_expires_at,
         })
     }
 }
@@ -423,7 +425,9 @@ const SYNC_HEALTH_COLUMNS: &str = "\
     user_id, id, account_id, is_primary, sync_status, last_synced_at, last_error, \
     CASE WHEN next_sync_at IS NULL THEN created_at \
          WHEN isfinite(next_sync_at) THEN next_sync_at END AS next_sync_at, \
-    lease_expires_at";
+    lease_expires_at, \
+    (SELECT p.expires_at FROM push_channels p WHERE p.user_id = calendars.user_id AND p.calendar_id = calendars.id) \
+        AS push_expires_at";
 
 /// The sync health of `user`'s calendars, of one account or all, ordered as
 /// [`list_calendars`] orders.

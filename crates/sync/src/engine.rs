@@ -159,6 +159,11 @@ impl Engine {
             self.metrics.lag(provider, (now - last).to_std().unwrap_or_default());
         }
         let result = run.execute(&mut conn).await;
+        if result.is_ok()
+            && let Some(push) = &self.config.push
+        {
+            crate::push::ensure_channel(push, &mut conn, &run.lease, &*run.client, self.clock.now()).await;
+        }
         let Run { lease, cursor, jobs, stats, .. } = run;
         match result {
             Ok(()) => {

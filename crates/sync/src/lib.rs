@@ -20,6 +20,7 @@
 pub mod cursor;
 pub mod engine;
 mod metrics;
+pub mod push;
 pub mod worker;
 
 use std::time::Duration;
@@ -90,6 +91,9 @@ pub struct SyncConfig {
     pub cleanup_batch: i64,
     /// How long finished "sync now" jobs are kept.
     pub job_retention: chrono::Duration,
+    /// Push notifications (Google watch channels, Graph subscriptions);
+    /// `None`: calendars are only polled.
+    pub push: Option<push::PushConfig>,
 }
 
 impl Default for SyncConfig {
@@ -113,6 +117,7 @@ impl Default for SyncConfig {
             cleanup_interval: Duration::from_secs(60),
             cleanup_batch: 5000,
             job_retention: chrono::Duration::days(1),
+            push: None,
         }
     }
 }
