@@ -32,8 +32,19 @@ pub fn engine(server: &TestServer, clock: Arc<dyn Clock>, config: SyncConfig) ->
 /// An engine like [`engine`] whose Google and Graph clients ask for pages of
 /// `page_size` events (the sandbox then answers `page_size - 1` per page
 /// while more remain), so a few dozen events make many pages.
-pub fn engine_with_pages(server: &TestServer, clock: Arc<dyn Clock>, config: SyncConfig, page_size: u32) -> Arc<Engine> {
-    engine_over(server.store.clone(), server.integrations.clone(), clock, config, Some(page_size))
+pub fn engine_with_pages(
+    server: &TestServer,
+    clock: Arc<dyn Clock>,
+    config: SyncConfig,
+    page_size: u32,
+) -> Arc<Engine> {
+    engine_over(
+        server.store.clone(),
+        server.integrations.clone(),
+        clock,
+        config,
+        Some(page_size),
+    )
 }
 
 /// An engine over `store`, reaching providers as `integrations` says (as a
@@ -58,7 +69,9 @@ pub fn engine_over(
             (Some(page_size), Provider::Google) => Ok(Box::new(juy_providers::google::GoogleCalendarClient::new(
                 http.clone(),
                 &google_base,
-                integrations.tokens().authorizer(lease.user_id.clone(), lease.account_id),
+                integrations
+                    .tokens()
+                    .authorizer(lease.user_id.clone(), lease.account_id),
                 juy_providers::google::GoogleOptions {
                     timeout,
                     page_size,
@@ -68,14 +81,21 @@ pub fn engine_over(
             (Some(page_size), Provider::Microsoft) => Ok(Box::new(juy_providers::graph::GraphCalendarClient::new(
                 http.clone(),
                 &graph_base,
-                integrations.tokens().authorizer(lease.user_id.clone(), lease.account_id),
+                integrations
+                    .tokens()
+                    .authorizer(lease.user_id.clone(), lease.account_id),
                 juy_providers::graph::GraphOptions {
                     timeout,
                     page_size,
                     clock: Arc::clone(&client_clock),
                 },
             )?)),
-            _ => integrations.client_for(&lease.user_id, lease.account_id, lease.provider, lease.server_url.as_deref()),
+            _ => integrations.client_for(
+                &lease.user_id,
+                lease.account_id,
+                lease.provider,
+                lease.server_url.as_deref(),
+            ),
         }
     };
     Arc::new(Engine::new(store, Arc::new(clients), clock, config))
@@ -109,7 +129,16 @@ pub async fn link_oauth(
     calendars: &[(&str, &str, bool)],
 ) -> Linked {
     let expires_at = Utc::now() + Duration::hours(1);
-    link_oauth_until(&server.store, user, provider, email, access_token, expires_at, calendars).await
+    link_oauth_until(
+        &server.store,
+        user,
+        provider,
+        email,
+        access_token,
+        expires_at,
+        calendars,
+    )
+    .await
 }
 
 /// Links an OAuth account into `store` with `access_token`, stored as valid
@@ -253,7 +282,11 @@ struct StoredRow {
 }
 
 /// The calendar's stored events: external id → start.
-pub async fn stored_events(server: &TestServer, user: &UserId, calendar: CalendarId) -> BTreeMap<String, DateTime<Utc>> {
+pub async fn stored_events(
+    server: &TestServer,
+    user: &UserId,
+    calendar: CalendarId,
+) -> BTreeMap<String, DateTime<Utc>> {
     stored_events_in(&server.store, user, calendar).await
 }
 
@@ -306,7 +339,9 @@ pub struct SyncRow {
 impl SyncRow {
     /// The cursor, decoded.
     pub fn cursor(&self) -> Option<juy_sync::cursor::SyncCursor> {
-        self.sync_cursor.as_deref().and_then(juy_sync::cursor::SyncCursor::decode)
+        self.sync_cursor
+            .as_deref()
+            .and_then(juy_sync::cursor::SyncCursor::decode)
     }
 
     /// Whether a full listing stands between two pages: some page committed, more to come.
@@ -356,7 +391,11 @@ struct Count {
 /// A number from SQL, e.g. `SELECT count(*) AS n FROM calendars` (the column must be named `n`).
 pub async fn count(store: &Store, query: &str) -> i64 {
     let mut conn = store.conn().await.unwrap();
-    diesel::sql_query(query).get_result::<Count>(&mut *conn).await.unwrap().n
+    diesel::sql_query(query)
+        .get_result::<Count>(&mut *conn)
+        .await
+        .unwrap()
+        .n
 }
 
 /// The user's calendars of `account`, as the store lists them.

@@ -168,11 +168,22 @@ async fn google_initial_then_incremental_sync_matches_the_provider() {
     let (sandbox, running) = sandbox().await;
     let server = TestServer::start_with(sandbox_env(&running)).await;
     let token = sandbox.mint_access_token(GOOGLE);
-    let linked = link_oauth(&server, "ada", Provider::Google, "ada@gmail.test", &token, &[(GOOGLE_CAL, "Ada", true)]).await;
+    let linked = link_oauth(
+        &server,
+        "ada",
+        Provider::Google,
+        "ada@gmail.test",
+        &token,
+        &[(GOOGLE_CAL, "Ada", true)],
+    )
+    .await;
     let calendar = linked.calendars[GOOGLE_CAL];
     let base = hour();
     for n in 0..30 {
-        sandbox.put_google_event(GOOGLE_CAL, google_event(&format!("ev{n:03}"), base + Duration::hours(n)));
+        sandbox.put_google_event(
+            GOOGLE_CAL,
+            google_event(&format!("ev{n:03}"), base + Duration::hours(n)),
+        );
     }
     sandbox.put_google_recurring_event(
         GOOGLE_CAL,
@@ -191,7 +202,10 @@ async fn google_initial_then_incremental_sync_matches_the_provider() {
     let clock = clock_now();
     let engine = sync::engine(&server, clock.clone(), small_pages());
     let outcomes = sync_due(&engine, "w1").await;
-    assert!(matches!(outcomes.as_slice(), [RunOutcome::Synced { .. }]), "{outcomes:?}");
+    assert!(
+        matches!(outcomes.as_slice(), [RunOutcome::Synced { .. }]),
+        "{outcomes:?}"
+    );
     let rows = stored_events(&server, &linked.user, calendar).await;
     assert_eq!(rows.len(), 35, "{:?}", rows.keys().collect::<Vec<_>>());
     assert!(!rows.contains_key("far"));
@@ -226,7 +240,15 @@ async fn graph_sync_then_an_expired_delta_converges_by_a_full_resync() {
     let (sandbox, running) = sandbox().await;
     let server = TestServer::start_with(sandbox_env(&running)).await;
     let token = sandbox.mint_access_token(MS);
-    let linked = link_oauth(&server, "ada", Provider::Microsoft, "ada@outlook.test", &token, &[(MS_CAL, "Calendar", true)]).await;
+    let linked = link_oauth(
+        &server,
+        "ada",
+        Provider::Microsoft,
+        "ada@outlook.test",
+        &token,
+        &[(MS_CAL, "Calendar", true)],
+    )
+    .await;
     let calendar = linked.calendars[MS_CAL];
     let base = hour();
     for n in 0..20 {
@@ -286,7 +308,11 @@ async fn a_run_dropped_mid_listing_is_resumed_by_another_worker_from_its_checkpo
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled(), "the run was still going");
     let committed = stored_events(&server, &linked.user, calendar).await;
-    assert!(!committed.is_empty() && committed.len() < expected.len(), "{}", committed.len());
+    assert!(
+        !committed.is_empty() && committed.len() < expected.len(),
+        "{}",
+        committed.len()
+    );
     let state = sync_row(&server.store, &linked.user, calendar).await.unwrap();
     assert_eq!(state.lease_owner.as_deref(), Some("a/0"));
 
@@ -301,6 +327,11 @@ async fn a_run_dropped_mid_listing_is_resumed_by_another_worker_from_its_checkpo
         panic!("{outcome:?}");
     };
     assert_eq!(stats.full, Some(FullReason::Initial), "the same listing, continued");
+    assert_eq!(
+        stats.written as usize,
+        expected.len() - committed.len(),
+        "only what a/0 had not committed is written"
+    );
 
     let log = sandbox.request_log();
     let listings = google_listings(&log, "resume-cal");
@@ -313,7 +344,11 @@ async fn a_run_dropped_mid_listing_is_resumed_by_another_worker_from_its_checkpo
         "the listing never starts over: {listings:?}"
     );
     assert!(listings.len() >= 2);
-    assert_eq!(stored_events(&server, &linked.user, calendar).await, expected, "no loss, no duplicate");
+    assert_eq!(
+        stored_events(&server, &linked.user, calendar).await,
+        expected,
+        "no loss, no duplicate"
+    );
     let state = sync_row(&server.store, &linked.user, calendar).await.unwrap();
     assert_eq!(state.lease_owner, None);
     assert_eq!(state.sync_status, "ok");
@@ -329,7 +364,14 @@ async fn replicas_side_by_side_sync_every_calendar_exactly_once() {
     for account in 0..3 {
         let names: Vec<String> = (0..3).map(|n| format!("acct{account}-cal{n}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let linked = link_google(&server, &sandbox, &format!("user{account}"), &format!("g-{account}"), &refs).await;
+        let linked = link_google(
+            &server,
+            &sandbox,
+            &format!("user{account}"),
+            &format!("g-{account}"),
+            &refs,
+        )
+        .await;
         for (n, name) in names.iter().enumerate() {
             let events = put_google_events(&sandbox, name, "ev", 5 + 7 * n, base);
             expected.push((linked.clone(), name.clone(), events));
@@ -357,6 +399,7 @@ async fn replicas_side_by_side_sync_every_calendar_exactly_once() {
     let (ran_a, ran_b) = tokio::join!(sync::sync_due_by(&a, "a/0", 1), sync::sync_due_by(&b, "b/0", 1));
     all_synced(&ran_a);
     all_synced(&ran_b);
+    assert!(!ran_a.is_empty() && !ran_b.is_empty(), "both replicas worked");
     assert_eq!(ran_a.len() + ran_b.len(), expected.len(), "a: {ran_a:?}, b: {ran_b:?}");
 
     let log = sandbox.request_log();
@@ -367,19 +410,29 @@ async fn replicas_side_by_side_sync_every_calendar_exactly_once() {
             .count();
         let graph_first_pages = log
             .iter()
-            .filter(|r| r.path.ends_with(&format!("/calendars/{name}/calendarView/delta")) && query_has(r, "startDateTime"))
+            .filter(|r| {
+                r.path.ends_with(&format!("/calendars/{name}/calendarView/delta")) && query_has(r, "startDateTime")
+            })
             .count();
         assert_eq!(google_first_pages + graph_first_pages, 1, "{name} was listed once");
         let calendar = linked.calendars[name];
         assert_eq!(&stored_events(&server, &linked.user, calendar).await, events, "{name}");
     }
     assert_eq!(
-        count(&server.store, "SELECT count(*) AS n FROM calendars WHERE lease_owner IS NOT NULL OR lease_expires_at IS NOT NULL").await,
+        count(
+            &server.store,
+            "SELECT count(*) AS n FROM calendars WHERE lease_owner IS NOT NULL OR lease_expires_at IS NOT NULL"
+        )
+        .await,
         0,
         "no calendar is left leased"
     );
     assert_eq!(
-        count(&server.store, "SELECT count(*) AS n FROM calendars WHERE sync_status <> 'ok'").await,
+        count(
+            &server.store,
+            "SELECT count(*) AS n FROM calendars WHERE sync_status <> 'ok'"
+        )
+        .await,
         0
     );
     server.stop().await;
@@ -442,7 +495,11 @@ async fn an_expired_google_sync_token_converges_by_a_full_resync_keeping_old_row
         }
     })
     .await;
-    assert_eq!(*seen.lock().unwrap(), 4, "the deleted events stay visible until the listing commits");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        4,
+        "the deleted events stay visible until the listing commits"
+    );
 
     let stats = synced_once(&run.await.unwrap());
     assert_eq!(stats.full, Some(FullReason::ResyncRequired));
@@ -452,7 +509,10 @@ async fn an_expired_google_sync_token_converges_by_a_full_resync_keeping_old_row
     let listings = google_listings(&log, "cal410");
     assert!(query_has(&listings[0], "syncToken"), "{listings:?}");
     assert_eq!(
-        listings.iter().filter(|r| !query_has(r, "pageToken") && !query_has(r, "syncToken")).count(),
+        listings
+            .iter()
+            .filter(|r| !query_has(r, "pageToken") && !query_has(r, "syncToken"))
+            .count(),
         1,
         "one full listing: {listings:?}"
     );
@@ -574,7 +634,15 @@ async fn caldav_polls_cheaply_and_an_invalid_sync_token_converges_by_a_full_resy
         format!("[\"127.0.0.1:{}\"]", front.port()),
     )])
     .await;
-    let linked = link_caldav(&server, "ada", &home, CALDAV_USER, CALDAV_PASSWORD, &[(&collection, "Work", true)]).await;
+    let linked = link_caldav(
+        &server,
+        "ada",
+        &home,
+        CALDAV_USER,
+        CALDAV_PASSWORD,
+        &[(&collection, "Work", true)],
+    )
+    .await;
     let calendar = linked.calendars[&collection];
     let clock = clock_now();
     let engine = sync::engine(&server, clock.clone(), SyncConfig::default());
@@ -602,7 +670,11 @@ async fn caldav_polls_cheaply_and_an_invalid_sync_token_converges_by_a_full_resy
     expected.insert(format!("{collection}ev2.ics"), moved);
     assert!(caldav_request("PUT", &format!("{collection}ev9.ics"), Some(ical("ev9", base))).await < 300);
     expected.insert(format!("{collection}ev9.ics"), base);
-    let mut cursor = sync_row(&server.store, &linked.user, calendar).await.unwrap().cursor().unwrap();
+    let mut cursor = sync_row(&server.store, &linked.user, calendar)
+        .await
+        .unwrap()
+        .cursor()
+        .unwrap();
     assert!(matches!(cursor.round, Round::Idle { token: Some(_) }), "{cursor:?}");
     cursor.round = Round::Idle {
         token: Some("http://radicale.org/ns/sync/0123456789abcdef0123456789abcdef".into()),
@@ -613,7 +685,11 @@ async fn caldav_polls_cheaply_and_an_invalid_sync_token_converges_by_a_full_resy
     let stats = synced_once(&sync_due(&engine, "w/0").await);
     assert_eq!(stats.full, Some(FullReason::ResyncRequired));
     assert_eq!(stored_events(&server, &linked.user, calendar).await, expected);
-    let cursor = sync_row(&server.store, &linked.user, calendar).await.unwrap().cursor().unwrap();
+    let cursor = sync_row(&server.store, &linked.user, calendar)
+        .await
+        .unwrap()
+        .cursor()
+        .unwrap();
     assert!(
         matches!(&cursor.round, Round::Idle { token: Some(token) } if !token.ends_with("0123456789abcdef")),
         "a fresh token: {cursor:?}"
@@ -669,12 +745,20 @@ async fn events_moving_across_the_window_edge_come_and_go() {
         ("outside".to_owned(), base + Duration::days(3)),
         ("stays".to_owned(), base + Duration::days(1)),
     ]);
-    assert_eq!(stored_events(&server, &google.user, google_calendar).await, after, "google");
+    assert_eq!(
+        stored_events(&server, &google.user, google_calendar).await,
+        after,
+        "google"
+    );
     // The sandbox's delta round (whose window is fixed) does not report an event that left
     // its window at all, so Graph's incremental round brings the one that moved in, and the
     // next full listing removes the one that moved out.
     let graph_rows = stored_events(&server, &graph.user, graph_calendar).await;
-    assert_eq!(graph_rows.get("outside"), Some(&(base + Duration::days(3))), "graph: {graph_rows:?}");
+    assert_eq!(
+        graph_rows.get("outside"),
+        Some(&(base + Duration::days(3))),
+        "graph: {graph_rows:?}"
+    );
     clock.advance(engine.config().reconcile_every);
     let outcomes = sync_due(&engine, "w/0").await;
     assert_eq!(outcomes.len(), 2);
@@ -684,8 +768,16 @@ async fn events_moving_across_the_window_edge_come_and_go() {
         };
         assert!(stats.full.is_some(), "full listings: {outcomes:?}");
     }
-    assert_eq!(stored_events(&server, &google.user, google_calendar).await, after, "google");
-    assert_eq!(stored_events(&server, &graph.user, graph_calendar).await, after, "graph");
+    assert_eq!(
+        stored_events(&server, &google.user, google_calendar).await,
+        after,
+        "google"
+    );
+    assert_eq!(
+        stored_events(&server, &graph.user, graph_calendar).await,
+        after,
+        "graph"
+    );
     server.stop().await;
 }
 
@@ -713,7 +805,10 @@ async fn a_short_retry_after_is_waited_out_and_the_page_retried_within_the_run()
     let listings = google_listings(&sandbox.request_log(), "cal429");
     assert!(listings.len() >= 4, "{listings:?}");
     assert!(query_has(&listings[1], "pageToken"));
-    assert_eq!(listings[1].query, listings[2].query, "the throttled page is asked for again");
+    assert_eq!(
+        listings[1].query, listings[2].query,
+        "the throttled page is asked for again"
+    );
     assert_eq!(stats.pages as usize, listings.len() - 1, "every page committed once");
     let state = sync_row(&server.store, &linked.user, calendar).await.unwrap();
     assert_eq!((state.sync_status.as_str(), state.consecutive_failures), ("ok", 0));
@@ -754,7 +849,10 @@ async fn a_long_retry_after_fails_the_run_defers_the_account_and_a_later_run_com
     assert_eq!(state.sync_status, "error");
     assert!(state.last_error.as_deref().unwrap().contains("throttling"), "{state:?}");
     // The store keeps microseconds.
-    assert!((state.next_sync_at.unwrap() - *retry_at).abs() < Duration::milliseconds(1), "{state:?}");
+    assert!(
+        (state.next_sync_at.unwrap() - *retry_at).abs() < Duration::milliseconds(1),
+        "{state:?}"
+    );
     assert_eq!(state.consecutive_failures, 1);
     let other_state = sync_row(&server.store, &linked.user, other).await.unwrap();
     assert!(
@@ -763,7 +861,11 @@ async fn a_long_retry_after_fails_the_run_defers_the_account_and_a_later_run_com
         "the account's other calendar waits too: {other_state:?}"
     );
     assert!(sync_due(&engine, "w/0").await.is_empty(), "nothing is due meanwhile");
-    assert_eq!(stored_events(&server, &linked.user, busy).await.len(), 5, "the old rows stay");
+    assert_eq!(
+        stored_events(&server, &linked.user, busy).await.len(),
+        5,
+        "the old rows stay"
+    );
 
     clock.advance(Duration::seconds(3601));
     let outcomes = sync_due(&engine, "w/0").await;
@@ -771,7 +873,10 @@ async fn a_long_retry_after_fails_the_run_defers_the_account_and_a_later_run_com
     all_synced(&outcomes);
     assert_eq!(stored_events(&server, &linked.user, busy).await, expected);
     let state = sync_row(&server.store, &linked.user, busy).await.unwrap();
-    assert_eq!((state.sync_status.as_str(), state.last_error, state.consecutive_failures), ("ok", None, 0));
+    assert_eq!(
+        (state.sync_status.as_str(), state.last_error, state.consecutive_failures),
+        ("ok", None, 0)
+    );
     server.stop().await;
 }
 
@@ -792,18 +897,38 @@ async fn cleanup_deletes_only_rows_no_sync_confirmed_within_their_ttl() {
     // The stale calendar's account waits for re-authorisation, so nothing confirms its rows again.
     {
         let mut conn = server.store.conn().await.unwrap();
-        assert!(juy_store::accounts::mark_reauth_required(&mut conn, &stale.user, stale.account, "test").await.unwrap());
+        assert!(
+            juy_store::accounts::mark_reauth_required(&mut conn, &stale.user, stale.account, "test")
+                .await
+                .unwrap()
+        );
     }
     clock.advance(Duration::days(20));
     let stats = synced_once(&sync_due(&engine, "w/0").await);
-    assert_eq!(stats.full, Some(FullReason::WindowRolled), "a full listing re-confirms every row");
+    assert_eq!(
+        stats.full,
+        Some(FullReason::WindowRolled),
+        "a full listing re-confirms every row"
+    );
     assert_eq!(juy_sync::cleanup_once(&engine).await.unwrap(), 0, "nothing expired yet");
-    assert_eq!(stored_events(&server, &stale.user, stale.calendars["stale"]).await.len(), 4);
+    assert_eq!(
+        stored_events(&server, &stale.user, stale.calendars["stale"])
+            .await
+            .len(),
+        4
+    );
 
     clock.advance(Duration::days(11));
     assert_eq!(juy_sync::cleanup_once(&engine).await.unwrap(), 4);
-    assert!(stored_events(&server, &stale.user, stale.calendars["stale"]).await.is_empty());
-    assert_eq!(stored_events(&server, &fresh.user, fresh.calendars["fresh"]).await, fresh_events);
+    assert!(
+        stored_events(&server, &stale.user, stale.calendars["stale"])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        stored_events(&server, &fresh.user, fresh.calendars["fresh"]).await,
+        fresh_events
+    );
     assert_eq!(juy_sync::cleanup_once(&engine).await.unwrap(), 0);
     server.stop().await;
 }
@@ -819,7 +944,10 @@ async fn revoke(server: &TestServer, linked: &Linked) {
 async fn rows_of_user(server: &TestServer, user: &UserId) -> i64 {
     count(
         &server.store,
-        &format!("SELECT count(*) AS n FROM user_calendar_events WHERE user_id = '{}'", user.as_str()),
+        &format!(
+            "SELECT count(*) AS n FROM user_calendar_events WHERE user_id = '{}'",
+            user.as_str()
+        ),
     )
     .await
 }
@@ -827,7 +955,10 @@ async fn rows_of_user(server: &TestServer, user: &UserId) -> i64 {
 async fn calendars_of_account(server: &TestServer, linked: &Linked) -> i64 {
     count(
         &server.store,
-        &format!("SELECT count(*) AS n FROM calendars WHERE account_id = '{}'", linked.account.0),
+        &format!(
+            "SELECT count(*) AS n FROM calendars WHERE account_id = '{}'",
+            linked.account.0
+        ),
     )
     .await
 }
@@ -861,7 +992,10 @@ async fn a_revocation_during_a_run_stops_it_before_its_next_request() {
 
     let outcomes = run.await.unwrap();
     assert!(
-        matches!(outcomes.as_slice(), [RunOutcome::LeaseLost | RunOutcome::ReauthRequired]),
+        matches!(
+            outcomes.as_slice(),
+            [RunOutcome::LeaseLost | RunOutcome::ReauthRequired]
+        ),
         "{outcomes:?}"
     );
     let log = sandbox.request_log();
@@ -870,14 +1004,24 @@ async fn a_revocation_during_a_run_stops_it_before_its_next_request() {
         "at most the request already under way: {:?}",
         &log[revoked_at..]
     );
-    assert_eq!(rows_of_user(&server, &linked.user).await, 0, "nothing of the account is left");
+    assert_eq!(
+        rows_of_user(&server, &linked.user).await,
+        0,
+        "nothing of the account is left"
+    );
     assert_eq!(calendars_of_account(&server, &linked).await, 0);
     clock.advance(Duration::days(1));
-    assert!(sync::lease_due(&engine, "w/1", 10).await.is_empty(), "never leased again");
+    assert!(
+        sync::lease_due(&engine, "w/1", 10).await.is_empty(),
+        "never leased again"
+    );
     assert_eq!(sandbox.request_log().len(), log.len());
     server.stop().await;
 }
 
+// Discovery reads the calendar list before the revocation commits and stores it after:
+// `juy_store::calendars::upsert_calendars` refuses revoked accounts (under a lock on the
+// account row), so the purged calendars do not come back.
 #[tokio::test]
 async fn a_revocation_while_the_calendar_list_is_read_leaves_no_calendar_behind() {
     let (sandbox, running) = sandbox().await;
@@ -900,7 +1044,9 @@ async fn a_revocation_while_the_calendar_list_is_read_leaves_no_calendar_behind(
     revoke(&server, &linked).await;
     let outcomes = run.await.unwrap();
     assert!(
-        outcomes.iter().all(|o| matches!(o, RunOutcome::LeaseLost | RunOutcome::ReauthRequired)),
+        outcomes
+            .iter()
+            .all(|o| matches!(o, RunOutcome::LeaseLost | RunOutcome::ReauthRequired)),
         "{outcomes:?}"
     );
     assert_eq!(rows_of_user(&server, &linked.user).await, 0);

@@ -146,6 +146,11 @@ async fn a_worker_killed_mid_sync_is_resumed_from_its_checkpoint_with_nothing_lo
         panic!("{outcome:?}");
     };
     assert_eq!(stats.full, Some(FullReason::Initial), "the initial listing, continued");
+    assert_eq!(
+        stats.written as usize,
+        EVENTS - committed.len(),
+        "only what the dead worker had not committed is written"
+    );
 
     let log = sandbox.request_log();
     assert!(!log.is_empty());

@@ -22,7 +22,11 @@ const MS: &str = "ms-id-ada";
 const MS_CAL: &str = "AAMkCal1";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` every 50 ms for up to 20 s (a deadline for a hung test, not a speed assertion).
@@ -74,20 +78,35 @@ async fn a_google_notification_brings_the_change_in_without_waiting_for_a_poll()
     let running = juy_sandbox::start(sandbox.clone()).await.unwrap();
     let server = server_with_push(&running).await;
     let access = sandbox.mint_access_token(GOOGLE);
-    let linked = link_oauth(&server, "ada", Provider::Google, "ada@gmail.test", &access, &[(GOOGLE_CAL, "Ada", true)]).await;
+    let linked = link_oauth(
+        &server,
+        "ada",
+        Provider::Google,
+        "ada@gmail.test",
+        &access,
+        &[(GOOGLE_CAL, "Ada", true)],
+    )
+    .await;
     let calendar = linked.calendars[GOOGLE_CAL];
     server.wake_sync();
     // The first sync is due at once (the worker polls once at start); the channel follows it.
     eventually("the first sync and its channel", || async {
-        stored_events(&server, &linked.user, calendar).await.contains_key("first")
-            && sandbox.push_watches().iter().any(|w| w.calendar.as_deref() == Some(GOOGLE_CAL))
+        stored_events(&server, &linked.user, calendar)
+            .await
+            .contains_key("first")
+            && sandbox
+                .push_watches()
+                .iter()
+                .any(|w| w.calendar.as_deref() == Some(GOOGLE_CAL))
     })
     .await;
 
     // The worker polls once a minute: only the notification can bring this in quickly.
     sandbox.put_google_event(GOOGLE_CAL, google_event("second", base + Duration::hours(2)));
     eventually("the pushed change", || async {
-        stored_events(&server, &linked.user, calendar).await.contains_key("second")
+        stored_events(&server, &linked.user, calendar)
+            .await
+            .contains_key("second")
     })
     .await;
     let deliveries = sandbox.push_deliveries();
@@ -120,7 +139,15 @@ async fn a_graph_subscription_is_validated_and_its_notifications_sync() {
     let running = juy_sandbox::start(sandbox.clone()).await.unwrap();
     let server = server_with_push(&running).await;
     let access = sandbox.mint_access_token(MS);
-    let linked = link_oauth(&server, "ada", Provider::Microsoft, "ada@outlook.test", &access, &[(MS_CAL, "Calendar", true)]).await;
+    let linked = link_oauth(
+        &server,
+        "ada",
+        Provider::Microsoft,
+        "ada@outlook.test",
+        &access,
+        &[(MS_CAL, "Calendar", true)],
+    )
+    .await;
     let calendar = linked.calendars[MS_CAL];
     server.wake_sync();
     eventually("the subscription", || async { !sandbox.push_watches().is_empty() }).await;
@@ -132,7 +159,9 @@ async fn a_graph_subscription_is_validated_and_its_notifications_sync() {
                "end": {"dateTime": fmt(start + Duration::minutes(30)), "timeZone": "UTC"}}),
     );
     eventually("the pushed change", || async {
-        stored_events(&server, &linked.user, calendar).await.contains_key("pushed")
+        stored_events(&server, &linked.user, calendar)
+            .await
+            .contains_key("pushed")
     })
     .await;
     server.stop().await;
@@ -150,14 +179,26 @@ async fn sync_now_over_rest_runs_the_job_to_its_end() {
     let running = juy_sandbox::start(sandbox.clone()).await.unwrap();
     let mut env = sandbox_env(&running);
     env.extend(
-        [("JUY_SYNC__WORKERS", "1"), ("JUY_SYNC__POLL_INTERVAL_MS", "60000")].map(|(k, v)| (k.to_owned(), v.to_owned())),
+        [("JUY_SYNC__WORKERS", "1"), ("JUY_SYNC__POLL_INTERVAL_MS", "60000")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
     let server = TestServer::start_with(env).await;
     let access = sandbox.mint_access_token(GOOGLE);
-    let linked = link_oauth(&server, "ada", Provider::Google, "ada@gmail.test", &access, &[(GOOGLE_CAL, "Ada", true)]).await;
+    let linked = link_oauth(
+        &server,
+        "ada",
+        Provider::Google,
+        "ada@gmail.test",
+        &access,
+        &[(GOOGLE_CAL, "Ada", true)],
+    )
+    .await;
     let calendar = linked.calendars[GOOGLE_CAL];
     server.wake_sync();
-    eventually("the first sync", || async { stored_events(&server, &linked.user, calendar).await.len() == 5 }).await;
+    eventually("the first sync", || async {
+        stored_events(&server, &linked.user, calendar).await.len() == 5
+    })
+    .await;
 
     sandbox.put_google_event(GOOGLE_CAL, google_event("later", base + Duration::hours(9)));
     let bearer = token("ada", &[]);
@@ -190,6 +231,10 @@ async fn sync_now_over_rest_runs_the_job_to_its_end() {
     let job_calendar = &last["calendars"][0];
     assert_eq!(job_calendar["state"], json!("done"), "{last}");
     assert!(job_calendar["pages"].as_i64().unwrap() >= 1, "{last}");
-    assert!(stored_events(&server, &linked.user, calendar).await.contains_key("later"));
+    assert!(
+        stored_events(&server, &linked.user, calendar)
+            .await
+            .contains_key("later")
+    );
     server.stop().await;
 }

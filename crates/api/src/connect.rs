@@ -710,7 +710,9 @@ impl CalendarService {
                 expires_at: channel.expires_at,
             };
             match client.stop_watch(&open).await {
-                Ok(()) => tracing::info!(account_id = %account, calendar_id = %channel.calendar_id, "stopped a push channel"),
+                Ok(()) => {
+                    tracing::info!(account_id = %account, calendar_id = %channel.calendar_id, "stopped a push channel")
+                }
                 Err(e) => tracing::warn!(account_id = %account, calendar_id = %channel.calendar_id, error = %e,
                     "could not stop a push channel; it lapses at its expiry"),
             }

@@ -141,13 +141,28 @@ fn sync_config(raw: RawSync, event_ttl: chrono::Duration) -> Result<juy_sync::Sy
     if !(0.0..=0.5).contains(&raw.jitter) {
         return Err(ConfigError::new("sync.jitter", "must be between 0 and 0.5"));
     }
-    within("poll_interval_ms", i64::try_from(raw.poll_interval_ms).unwrap_or(i64::MAX), 10..=60_000)?;
-    within("inline_retry_max_secs", i64::try_from(raw.inline_retry_max_secs).unwrap_or(i64::MAX), 0..=300)?;
-    within("cleanup_interval_secs", i64::try_from(raw.cleanup_interval_secs).unwrap_or(i64::MAX), 1..=86_400)?;
+    within(
+        "poll_interval_ms",
+        i64::try_from(raw.poll_interval_ms).unwrap_or(i64::MAX),
+        10..=60_000,
+    )?;
+    within(
+        "inline_retry_max_secs",
+        i64::try_from(raw.inline_retry_max_secs).unwrap_or(i64::MAX),
+        0..=300,
+    )?;
+    within(
+        "cleanup_interval_secs",
+        i64::try_from(raw.cleanup_interval_secs).unwrap_or(i64::MAX),
+        1..=86_400,
+    )?;
     let backoff_base = within("backoff_base_secs", raw.backoff_base_secs, 1..=3600)?;
     let backoff_max = within("backoff_max_secs", raw.backoff_max_secs, 1..=7 * 86_400)?;
     if backoff_max < backoff_base {
-        return Err(ConfigError::new("sync.backoff_max_secs", "must not be below sync.backoff_base_secs"));
+        return Err(ConfigError::new(
+            "sync.backoff_max_secs",
+            "must not be below sync.backoff_base_secs",
+        ));
     }
     Ok(juy_sync::SyncConfig {
         workers: raw.workers,

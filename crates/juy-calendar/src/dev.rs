@@ -344,6 +344,8 @@ pub fn sandbox_env(sandbox: &juy_sandbox::RunningSandbox, rest_base: &str) -> Ve
             "JUY_OAUTH__REDIRECT_URIS",
             format!("[\"{rest_base}/v1/calendar/oauth/callback\"]"),
         ),
+        // The sandbox notifies the dev server's webhooks (plain http: the sandbox allows it).
+        ("JUY_SYNC__PUSH_BASE_URL", rest_base.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

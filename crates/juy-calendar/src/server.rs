@@ -145,7 +145,12 @@ fn start_sync(
     let clients = {
         let integrations = Arc::clone(integrations);
         move |lease: &juy_store::sync_state::Lease| {
-            integrations.client_for(&lease.user_id, lease.account_id, lease.provider, lease.server_url.as_deref())
+            integrations.client_for(
+                &lease.user_id,
+                lease.account_id,
+                lease.provider,
+                lease.server_url.as_deref(),
+            )
         }
     };
     let engine = Arc::new(juy_sync::Engine::new(

@@ -9,7 +9,7 @@ use diesel::sql_types::Text;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use juy_crypto::{Aad, DataKey};
-use juy_domain::{AccountId, Calendar, CalendarId, CalendarMode, Provider, SyncStatus, UserId};
+use juy_domain::{AccountId, AccountStatus, Calendar, CalendarId, CalendarMode, Provider, SyncStatus, UserId};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -210,10 +210,16 @@ async fn check_accounts_owned(
     let mut wanted: Vec<Uuid> = accounts.map(|account| account.0).collect();
     wanted.sort_unstable();
     wanted.dedup();
+    // A revoked account takes no calendars (a sync that read the calendar list
+    // before a revocation must not bring purged calendars back). The key-share
+    // lock holds the account until the calendars are written, and is taken
+    // before them: the order revocation uses.
     let found: Vec<Uuid> = a::table
         .filter(a::user_id.eq(user.as_str()))
         .filter(a::id.eq_any(&wanted))
+        .filter(a::status.ne(AccountStatus::Revoked.as_str()))
         .select(a::id)
+        .for_key_share()
         .load(conn)
         .await?;
     match wanted.into_iter().find(|id| !found.contains(id)) {

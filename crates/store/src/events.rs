@@ -611,9 +611,10 @@ pub async fn replace_resources_events(
                 .rsplit_once('#')
                 .is_some_and(|(href, _)| known.contains(href))
     };
-    if let Some(stray) = events.iter().find(|event| {
-        event.user_id != *user || event.calendar_id != calendar_id || !resource_of(&event.external_id)
-    }) {
+    if let Some(stray) = events
+        .iter()
+        .find(|event| event.user_id != *user || event.calendar_id != calendar_id || !resource_of(&event.external_id))
+    {
         return Err(StoreError::InvalidInput(format!(
             "event {} is not an occurrence of the resources being replaced",
             stray.id

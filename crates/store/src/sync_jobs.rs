@@ -274,7 +274,11 @@ pub async fn create_job(
     .await
 }
 
-async fn load_calendars(conn: &mut AsyncPgConnection, user: &UserId, job: Uuid) -> Result<Vec<JobCalendar>, StoreError> {
+async fn load_calendars(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    job: Uuid,
+) -> Result<Vec<JobCalendar>, StoreError> {
     let rows: Vec<JobCalendarRow> = diesel::sql_query(
         "SELECT calendar_id, state, phase, pages, events_written, events_deleted, error, started_at, finished_at \
          FROM sync_job_calendars WHERE user_id = $1 AND job_id = $2 ORDER BY calendar_id",
@@ -375,7 +379,11 @@ pub async fn finish(
         return Ok(());
     }
     let error: Option<String> = error.map(|error| error.chars().take(MAX_ERROR_CHARS).collect());
-    let state = if error.is_some() { JobState::Failed } else { JobState::Done };
+    let state = if error.is_some() {
+        JobState::Failed
+    } else {
+        JobState::Done
+    };
     diesel::sql_query(
         "UPDATE sync_job_calendars \
          SET state = $4, error = $5, finished_at = $6, updated_at = now() \

@@ -82,7 +82,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -164,7 +166,13 @@ impl Engine {
         {
             crate::push::ensure_channel(push, &mut conn, &run.lease, &*run.client, self.clock.now()).await;
         }
-        let Run { lease, cursor, jobs, stats, .. } = run;
+        let Run {
+            lease,
+            cursor,
+            jobs,
+            stats,
+            ..
+        } = run;
         match result {
             Ok(()) => {
                 let now = self.clock.now();
@@ -179,7 +187,9 @@ impl Engine {
                             .await;
                     }
                 }
-                if let Err(error) = sync_jobs::finish(&mut conn, &lease.user_id, lease.calendar_id, &jobs, None, now).await {
+                if let Err(error) =
+                    sync_jobs::finish(&mut conn, &lease.user_id, lease.calendar_id, &jobs, None, now).await
+                {
                     tracing::warn!(calendar_id = %lease.calendar_id, error = %error, "could not finish sync jobs");
                 }
                 self.metrics.synced(provider, &stats, started.elapsed());
@@ -248,7 +258,9 @@ impl Engine {
                 self.metrics.error(provider, "auth");
                 // OAuth grants refused at refresh are marked by the token manager already; a
                 // credential refused after a refresh (or a CalDAV password) is marked here.
-                if let Err(error) = accounts::mark_reauth_required(conn, &lease.user_id, lease.account_id, REAUTH_REASON).await {
+                if let Err(error) =
+                    accounts::mark_reauth_required(conn, &lease.user_id, lease.account_id, REAUTH_REASON).await
+                {
                     tracing::warn!(account_id = %lease.account_id, error = %error, "could not mark the account for re-authorisation");
                 }
                 if let Err(error) = sync_jobs::skip_account(conn, &lease.user_id, lease.account_id, now).await {
@@ -278,7 +290,11 @@ impl Engine {
             SyncError::Provider(other) => (format!("Sync failed: {other}."), "provider", None),
             SyncError::Store(store) => {
                 tracing::error!(calendar_id = %lease.calendar_id, error = %store, "sync run failed in the store");
-                ("An internal error stopped the sync; retrying automatically.".to_owned(), "store", None)
+                (
+                    "An internal error stopped the sync; retrying automatically.".to_owned(),
+                    "store",
+                    None,
+                )
             }
         };
         self.metrics.error(provider, kind);
@@ -537,9 +553,10 @@ impl<'e> Run<'e> {
             let last = page.next_cursor.is_some();
             // Fetch the next page while this one is written.
             let (written, following) = if last {
-                (writer.write(conn, page, full).await, None)
+                (writer.write(conn, page, full, true).await, None)
             } else {
-                let (written, following) = futures::future::join(writer.write(conn, page, full), stream.next()).await;
+                let (written, following) =
+                    futures::future::join(writer.write(conn, page, full, false), stream.next()).await;
                 (written, following)
             };
             written?;
@@ -550,7 +567,7 @@ impl<'e> Run<'e> {
             next = following;
         }
         // The feed ended without a cursor for the next round: record that the next round lists in full.
-        writer.write(conn, EventPage::default(), full).await?;
+        writer.write(conn, EventPage::default(), full, true).await?;
         Ok(())
     }
 }
@@ -597,7 +614,9 @@ impl PageWriter<'_> {
             time_zone: defaults
                 .and_then(juy_normalizer::google::calendar_time_zone)
                 .or_else(|| self.lease.time_zone.clone()),
-            default_reminders: defaults.map(juy_normalizer::google::default_reminders).unwrap_or_default(),
+            default_reminders: defaults
+                .map(juy_normalizer::google::default_reminders)
+                .unwrap_or_default(),
             self_emails: self.self_emails.to_vec(),
         }
     }
@@ -666,13 +685,20 @@ impl PageWriter<'_> {
     }
 
     /// Writes one page and the checkpoint after it in one transaction.
-    async fn write(&mut self, conn: &mut AsyncPgConnection, page: EventPage, full: bool) -> Result<(), SyncError> {
+    /// `last`: the round ends with this page (it carries the next cursor, or
+    /// the feed ended without one).
+    async fn write(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        page: EventPage,
+        full: bool,
+        last: bool,
+    ) -> Result<(), SyncError> {
         if let Some(defaults) = &page.calendar_defaults {
             self.cursor.defaults = Some(defaults.clone());
         }
         let resume = page.resume.clone();
         let next_cursor = page.next_cursor.clone();
-        let last = next_cursor.is_some() || (resume.is_none() && page.items.is_empty() && page.removed.is_empty());
         let changes = self.sort(page, full);
         let now = self.engine.clock.now();
         let mut after = self.cursor.clone();
@@ -698,7 +724,11 @@ impl PageWriter<'_> {
         let lease = &*self.lease;
         let key = self.key;
         let jobs = self.jobs;
-        let phase = if mark.is_some() { JobPhase::Listing } else { JobPhase::Changes };
+        let phase = if mark.is_some() {
+            JobPhase::Listing
+        } else {
+            JobPhase::Changes
+        };
         let (written, deleted, swept) = conn
             .transaction(async |conn| {
                 if !sync_state::checkpoint(conn, lease, Some(&encoded)).await? {

@@ -123,11 +123,19 @@ async fn try_ensure(
     let Some(channel) = opened else {
         return Ok(None);
     };
-    let kept = existing.as_ref().is_some_and(|stored| stored.channel_id == channel.channel_id);
+    let kept = existing
+        .as_ref()
+        .is_some_and(|stored| stored.channel_id == channel.channel_id);
     if kept {
         // A Graph subscription renewed in place keeps its clientState: keep the stored hash too.
-        push_channels::set_expiry(conn, &lease.user_id, lease.calendar_id, &channel.channel_id, channel.expires_at)
-            .await?;
+        push_channels::set_expiry(
+            conn,
+            &lease.user_id,
+            lease.calendar_id,
+            &channel.channel_id,
+            channel.expires_at,
+        )
+        .await?;
     } else {
         push_channels::save(
             conn,

@@ -296,8 +296,10 @@ pub(crate) fn resume<'a>(
         Some((window, resume.cursor, resume.after))
     });
     let Some((window, cursor, after)) = parsed else {
-        return futures::stream::once(async { Err(ProviderError::Malformed("not a resume token of this client".into())) })
-            .boxed();
+        return futures::stream::once(async {
+            Err(ProviderError::Malformed("not a resume token of this client".into()))
+        })
+        .boxed();
     };
     let mut pager = Pager::new(transport, collection, batch);
     pager.listing = Some(window);

@@ -188,7 +188,7 @@ async fn a_lease_carries_what_the_run_needs() {
             server_url: Some("https://dav.example.org/".into()),
             sync_cursor: None,
             consecutive_failures: 0,
-            time_zone: None,
+            time_zone: Some("Europe/Paris".into()),
             last_synced_at: None,
             account_external_id: "dav-1".into(),
         }]
