@@ -117,6 +117,27 @@ pub struct Linked {
     pub calendars: BTreeMap<String, CalendarId>,
 }
 
+/// A server as it runs with push: one sync worker polling only once a
+/// minute (so a quick change can only come by push) and push channels
+/// pointing at its own REST webhooks, on a free port, against `sandbox`.
+pub async fn server_with_push(sandbox: &juy_sandbox::RunningSandbox) -> TestServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port");
+    let mut env = crate::providers::sandbox_env(sandbox);
+    env.extend(
+        [
+            ("JUY_SERVER__REST_ADDR", format!("127.0.0.1:{port}")),
+            ("JUY_SYNC__WORKERS", "1".to_owned()),
+            ("JUY_SYNC__POLL_INTERVAL_MS", "60000".to_owned()),
+            ("JUY_SYNC__PUSH_BASE_URL", format!("http://127.0.0.1:{port}")),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    TestServer::start_with(env).await
+}
+
 /// Links an OAuth account straight into the store with `access_token`
 /// (no refresh token: an expired token means re-authorisation) and the
 /// given calendars `(provider id, name, primary)`.

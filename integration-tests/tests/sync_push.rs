@@ -11,7 +11,7 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, DurationRound as _, Utc};
 use juy_domain::Provider;
 use juy_integration_tests::providers::sandbox_env;
-use juy_integration_tests::sync::{link_oauth, stored_events};
+use juy_integration_tests::sync::{link_oauth, server_with_push, stored_events};
 use juy_integration_tests::{TestServer, http, token};
 use juy_sandbox::Sandbox;
 use serde_json::json;
@@ -20,14 +20,6 @@ const GOOGLE: &str = "google-sub-ada";
 const GOOGLE_CAL: &str = "ada@gmail.test";
 const MS: &str = "ms-id-ada";
 const MS_CAL: &str = "AAMkCal1";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls `check` every 50 ms for up to 20 s (a deadline for a hung test, not a speed assertion).
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -42,21 +34,6 @@ where
         tokio::time::sleep(StdDuration::from_millis(50)).await;
     }
     panic!("timed out waiting for {what}");
-}
-
-async fn server_with_push(sandbox: &juy_sandbox::RunningSandbox) -> TestServer {
-    let port = free_port();
-    let mut env = sandbox_env(sandbox);
-    env.extend(
-        [
-            ("JUY_SERVER__REST_ADDR", format!("127.0.0.1:{port}")),
-            ("JUY_SYNC__WORKERS", "1".to_owned()),
-            ("JUY_SYNC__POLL_INTERVAL_MS", "60000".to_owned()),
-            ("JUY_SYNC__PUSH_BASE_URL", format!("http://127.0.0.1:{port}")),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    TestServer::start_with(env).await
 }
 
 fn google_event(id: &str, start: chrono::DateTime<Utc>) -> serde_json::Value {

@@ -12,6 +12,7 @@
 //! `originalStartTime`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -59,6 +60,9 @@ pub(crate) struct Listing {
     time_max: Option<DateTime<Utc>>,
     /// `singleEvents=true`: series come as their instances.
     single_events: bool,
+    /// What the listing serves, sorted, as of `snapshot`: taken on its first
+    /// page, so a page costs O(page) and later changes wait for the sync token.
+    items: Option<Arc<Vec<(String, Value)>>>,
 }
 
 /// Google Calendar state inside the sandbox.
@@ -374,6 +378,7 @@ pub(crate) async fn events_list(
                 time_min: None,
                 time_max: None,
                 single_events: q.get("singleEvents").is_some_and(|v| v == "true"),
+                items: None,
             },
             _ => {
                 return error(
@@ -392,9 +397,50 @@ pub(crate) async fn events_list(
             time_min,
             time_max,
             single_events: q.get("singleEvents").is_some_and(|v| v == "true"),
+            items: None,
         }
     };
+    let matching = match &listing.items {
+        Some(items) => Arc::clone(items),
+        None => Arc::new(listing_items(state, &calendar, &listing)),
+    };
+    let remaining = matching.len().saturating_sub(listing.offset);
+    // Real listings return short pages while more remain: never trust a short page to be the last.
+    let take = if remaining > size {
+        size.saturating_sub(1).max(1)
+    } else {
+        remaining
+    };
+    let items: Vec<Value> = matching
+        .iter()
+        .skip(listing.offset)
+        .take(take)
+        .map(|(_, item)| item.clone())
+        .collect();
+    let mut body = json!({"kind": "calendar#events", "summary": calendar, "timeZone": "Europe/Berlin",
+        "defaultReminders": [{"method": "popup", "minutes": 10}], "items": items});
+    if listing.offset + take < matching.len() {
+        let token = state.token("pg");
+        state.listings.insert(
+            token.clone(),
+            Listing {
+                offset: listing.offset + take,
+                items: Some(matching),
+                ..listing
+            },
+        );
+        body["nextPageToken"] = json!(token);
+    } else {
+        let token = state.token("sy");
+        state.sync_tokens.insert(token.clone(), (calendar, listing.snapshot));
+        body["nextSyncToken"] = json!(token);
+    }
+    axum::Json(body).into_response()
+}
 
+/// Everything `listing` serves, sorted by id: live events (or changes since
+/// its sync token), series expanded when it asks for single events.
+fn listing_items(state: &GoogleState, calendar: &str, listing: &Listing) -> Vec<(String, Value)> {
     let full = listing.since.is_none();
     let mut matching: Vec<(String, Value)> = Vec::new();
     for e in state
@@ -439,37 +485,7 @@ pub(crate) async fn events_list(
         }
     }
     matching.sort_by(|a, b| a.0.cmp(&b.0));
-    let remaining = matching.len().saturating_sub(listing.offset);
-    // Real listings return short pages while more remain: never trust a short page to be the last.
-    let take = if remaining > size {
-        size.saturating_sub(1).max(1)
-    } else {
-        remaining
-    };
-    let items: Vec<Value> = matching
-        .iter()
-        .skip(listing.offset)
-        .take(take)
-        .map(|(_, item)| item.clone())
-        .collect();
-    let mut body = json!({"kind": "calendar#events", "summary": calendar, "timeZone": "Europe/Berlin",
-        "defaultReminders": [{"method": "popup", "minutes": 10}], "items": items});
-    if listing.offset + take < matching.len() {
-        let token = state.token("pg");
-        state.listings.insert(
-            token.clone(),
-            Listing {
-                offset: listing.offset + take,
-                ..listing
-            },
-        );
-        body["nextPageToken"] = json!(token);
-    } else {
-        let token = state.token("sy");
-        state.sync_tokens.insert(token.clone(), (calendar, listing.snapshot));
-        body["nextSyncToken"] = json!(token);
-    }
-    axum::Json(body).into_response()
+    matching
 }
 
 /// The caller's account, or the response to send instead.

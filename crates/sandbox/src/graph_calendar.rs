@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr as _;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -58,7 +59,14 @@ struct Round {
     since: Option<u64>,
     snapshot: u64,
     offset: usize,
+    /// What the round serves, sorted, as of `snapshot` (`None`: removed):
+    /// taken on its first page, so a page costs O(page) and later changes
+    /// wait for the delta link.
+    items: Option<Arc<Vec<RoundItem>>>,
 }
+
+/// One item of a round: the id, and the resource to show (`None`: removed).
+type RoundItem = (String, Option<Value>);
 
 /// Graph state inside the sandbox.
 #[derive(Debug, Default)]
@@ -436,6 +444,7 @@ pub(crate) async fn delta(
                 since: Some(round.snapshot),
                 snapshot: state.seq,
                 offset: 0,
+                items: None,
                 ..round.clone()
             },
             _ => return gone(),
@@ -455,11 +464,52 @@ pub(crate) async fn delta(
             since: None,
             snapshot: state.seq,
             offset: 0,
+            items: None,
         }
     };
+    let matching = match &round.items {
+        Some(items) => Arc::clone(items),
+        None => Arc::new(round_items(state, &calendar, &round)),
+    };
 
-    // (id, resource to show; None when removed)
-    let mut matching: Vec<(String, Option<Value>)> = Vec::new();
+    let value: Vec<Value> = matching
+        .iter()
+        .skip(round.offset)
+        .take(size)
+        .map(|(id, resource)| match resource {
+            None => json!({"id": id, "@removed": {"reason": "deleted"}}),
+            Some(resource) => render(resource, utc),
+        })
+        .collect();
+    let base = format!(
+        "http://{host}/microsoft/v1.0/me/calendars/{}/calendarView/delta",
+        crate::enc(&calendar)
+    );
+    let mut body =
+        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": value});
+    if round.offset + size < matching.len() {
+        let token = state.token();
+        state.skip_tokens.insert(
+            token.clone(),
+            Round {
+                offset: round.offset + size,
+                items: Some(matching),
+                ..round
+            },
+        );
+        body["@odata.nextLink"] = json!(format!("{base}?$skiptoken={token}"));
+    } else {
+        let token = state.token();
+        state.delta_tokens.insert(token.clone(), Round { items: None, ..round });
+        body["@odata.deltaLink"] = json!(format!("{base}?$deltatoken={token}"));
+    }
+    axum::Json(body).into_response()
+}
+
+/// Everything `round` serves, sorted by id: (id, resource to show; `None`
+/// when removed). A view shows a series only as its occurrences.
+fn round_items(state: &GraphState, calendar: &str, round: &Round) -> Vec<RoundItem> {
+    let mut matching: Vec<RoundItem> = Vec::new();
     let mut consider = |id: String, resource: Option<&Value>, deleted: bool, seq: u64| {
         let inside = match resource.map(|r| (utc_of(r, "start"), utc_of(r, "end"))) {
             Some((Some(s), Some(en))) => s < round.end && en > round.start,
@@ -491,37 +541,7 @@ pub(crate) async fn delta(
         }
     }
     matching.sort_by(|a, b| a.0.cmp(&b.0));
-    let value: Vec<Value> = matching
-        .iter()
-        .skip(round.offset)
-        .take(size)
-        .map(|(id, resource)| match resource {
-            None => json!({"id": id, "@removed": {"reason": "deleted"}}),
-            Some(resource) => render(resource, utc),
-        })
-        .collect();
-    let base = format!(
-        "http://{host}/microsoft/v1.0/me/calendars/{}/calendarView/delta",
-        crate::enc(&calendar)
-    );
-    let mut body =
-        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": value});
-    if round.offset + size < matching.len() {
-        let token = state.token();
-        state.skip_tokens.insert(
-            token.clone(),
-            Round {
-                offset: round.offset + size,
-                ..round
-            },
-        );
-        body["@odata.nextLink"] = json!(format!("{base}?$skiptoken={token}"));
-    } else {
-        let token = state.token();
-        state.delta_tokens.insert(token.clone(), round);
-        body["@odata.deltaLink"] = json!(format!("{base}?$deltatoken={token}"));
-    }
-    axum::Json(body).into_response()
+    matching
 }
 
 /// `POST /me/calendars/{id}/events`: 201; a `transactionId` already used by a

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
-use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use juy_crypto::{Aad, DataKey};
 use juy_domain::{AllDayDates, Attendee, CalendarEvent, CalendarId, EventId, Provider, TimeRange, UserId};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -19,7 +19,7 @@ use crate::schema::{calendars as c, user_calendar_events as e};
 
 const TABLE: &str = "user_calendar_events";
 
-/// The most events one INSERT carries (26 parameters each, well under the 65535 PostgreSQL allows).
+/// The most events one INSERT carries (bounds one statement's size and memory).
 const CHUNK: usize = 500;
 
 /// Which of a user's events to list, and which page.
@@ -50,10 +50,8 @@ fn aad(column: &str, user_id: &str, id: Uuid) -> Aad {
     Aad::new(TABLE, column, &[user_id, &id.to_string()])
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = e)]
+/// One row to store: its columns, its texts sealed for its id.
 struct EventInsert<'a> {
-    user_id: &'a str,
     id: Uuid,
     calendar_id: Uuid,
     provider: &'static str,
@@ -77,19 +75,11 @@ struct EventInsert<'a> {
     location_enc: Option<Vec<u8>>,
     description_enc: Option<Vec<u8>>,
     attendees_enc: Option<Vec<u8>>,
-    synced_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
 }
 
 impl<'a> EventInsert<'a> {
     /// The row for `event`, its texts sealed for row `id`.
-    fn seal(
-        event: &'a CalendarEvent,
-        id: Uuid,
-        key: &DataKey,
-        synced_at: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<Self, StoreError> {
+    fn seal(event: &'a CalendarEvent, id: Uuid, key: &DataKey) -> Result<Self, StoreError> {
         let user = event.user_id.as_str();
         let seal_text =
             |column: &str, text: &Option<String>| text.as_ref().map(|text| key.seal_str(text, &aad(column, user, id)));
@@ -108,7 +98,6 @@ impl<'a> EventInsert<'a> {
         let reminders = serde_json::to_value(&event.reminders)
             .map_err(|_| StoreError::InvalidInput(format!("event {}: reminders cannot be serialised", event.id)))?;
         Ok(Self {
-            user_id: user,
             id,
             calendar_id: event.calendar_id.0,
             provider: event.provider.as_str(),
@@ -132,8 +121,6 @@ impl<'a> EventInsert<'a> {
             location_enc: seal_text("location_enc", &event.location),
             description_enc: seal_text("description_enc", &event.description),
             attendees_enc,
-            synced_at,
-            expires_at,
         })
     }
 }
@@ -224,61 +211,31 @@ async fn upsert_chunk(
 ) -> Result<(), StoreError> {
     let mut pending: Vec<&CalendarEvent> = chunk.to_vec();
     // Ciphertexts are bound to the row id, so a stored event keeps its id and
-    // its texts are sealed for it. A row whose id changed under us (a
-    // concurrent first insert) is skipped by the statement and sealed again.
-    for _ in 0..3 {
-        let ids = existing_event_ids(conn, user, &pending).await?;
+    // its texts are sealed for it. The first attempt takes the id a row of
+    // this calendar and external id is given when first stored (derived, so
+    // no lookup); a row stored with another id (before ids were derived) is
+    // skipped by the statement, looked up and sealed again, as is a row
+    // whose id changed under us.
+    for attempt in 0..3 {
+        let ids = if attempt == 0 {
+            HashMap::new()
+        } else {
+            existing_event_ids(conn, user, &pending).await?
+        };
         let rows = pending
             .iter()
             .map(|event| {
                 let id = ids
                     .get(&(event.calendar_id.0, event.external_id.clone()))
                     .copied()
-                    .unwrap_or(event.id.0);
-                EventInsert::seal(event, id, key, synced_at, expires_at)
+                    .unwrap_or_else(|| event_row_id(user, event.calendar_id, &event.external_id));
+                EventInsert::seal(event, id, key)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let upsert = diesel::insert_into(e::table)
-            .values(&rows)
-            .on_conflict((e::user_id, e::calendar_id, e::external_id))
-            .do_update()
-            .set((
-                (
-                    e::provider.eq(excluded(e::provider)),
-                    e::ical_uid.eq(excluded(e::ical_uid)),
-                    e::series_id.eq(excluded(e::series_id)),
-                    e::instance_start.eq(excluded(e::instance_start)),
-                    e::start_at.eq(excluded(e::start_at)),
-                    e::end_at.eq(excluded(e::end_at)),
-                    e::time_zone.eq(excluded(e::time_zone)),
-                    e::all_day_start.eq(excluded(e::all_day_start)),
-                    e::all_day_end.eq(excluded(e::all_day_end)),
-                    e::status.eq(excluded(e::status)),
-                    e::transparency.eq(excluded(e::transparency)),
-                    e::self_response.eq(excluded(e::self_response)),
-                ),
-                (
-                    e::kind.eq(excluded(e::kind)),
-                    e::reminders.eq(excluded(e::reminders)),
-                    e::etag.eq(excluded(e::etag)),
-                    e::provider_updated_at.eq(excluded(e::provider_updated_at)),
-                    e::title_enc.eq(excluded(e::title_enc)),
-                    e::location_enc.eq(excluded(e::location_enc)),
-                    e::description_enc.eq(excluded(e::description_enc)),
-                    e::attendees_enc.eq(excluded(e::attendees_enc)),
-                    e::synced_at.eq(excluded(e::synced_at)),
-                    e::expires_at.eq(excluded(e::expires_at)),
-                    e::updated_at.eq(diesel::dsl::now),
-                ),
-            ));
-        // `ON CONFLICT … DO UPDATE … WHERE`: only a row that kept its id is updated.
-        let stored: HashSet<(Uuid, String)> =
-            diesel::query_dsl::methods::FilterDsl::filter(upsert, e::id.eq(excluded(e::id)))
-                .returning((e::calendar_id, e::external_id))
-                .get_results::<(Uuid, String)>(conn)
-                .await?
-                .into_iter()
-                .collect();
+        let stored: HashSet<(Uuid, String)> = insert_rows(conn, user, &rows, synced_at, expires_at)
+            .await?
+            .into_iter()
+            .collect();
         pending.retain(|event| !stored.contains(&(event.calendar_id.0, event.external_id.clone())));
         if pending.is_empty() {
             return Ok(());
@@ -287,30 +244,147 @@ async fn upsert_chunk(
     Err(StoreError::Database("events changed concurrently; try again".into()))
 }
 
+/// The id a user's event row gets when first stored: a UUIDv8 from a
+/// SHA-256 of the user, the calendar and the provider's id for the event, so
+/// an event keeps one id across updates, resyncs and re-insertions, and a
+/// page can be sealed without asking the database for ids first.
+pub fn event_row_id(user: &UserId, calendar_id: CalendarId, external_id: &str) -> Uuid {
+    let digest = Sha256::new()
+        .chain_update(b"juy-event-row-id\0")
+        .chain_update(user.as_str().as_bytes())
+        .chain_update(b"\0")
+        .chain_update(calendar_id.0.as_bytes())
+        .chain_update(external_id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::new_v8(bytes)
+}
+
+/// Inserts or updates `rows` in one statement whose size does not depend on
+/// their number: each column is bound as one array and `unnest` turns them
+/// back into rows, so PostgreSQL parses and plans a short statement instead
+/// of a `VALUES` list of thousands of parameters. A conflicting row is
+/// updated only if it kept the id its texts were sealed for; returns the
+/// (calendar, external id) of the rows stored.
+async fn insert_rows(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    rows: &[EventInsert<'_>],
+    synced_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    use diesel::sql_types::{Bytea, Date, Jsonb, Nullable};
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = SqlUuid)]
+        calendar_id: Uuid,
+        #[diesel(sql_type = Text)]
+        external_id: String,
+    }
+    fn column<'r, T>(rows: &'r [EventInsert<'_>], get: impl Fn(&'r EventInsert<'_>) -> T) -> Vec<T> {
+        rows.iter().map(get).collect()
+    }
+    let stored: Vec<Stored> = diesel::sql_query(
+        "INSERT INTO user_calendar_events (user_id, id, calendar_id, provider, external_id, ical_uid, \
+             series_id, instance_start, start_at, end_at, time_zone, all_day_start, all_day_end, status, \
+             transparency, self_response, kind, reminders, etag, provider_updated_at, title_enc, location_enc, \
+             description_enc, attendees_enc, synced_at, expires_at) \
+         SELECT $1, row.*, $25, $26 FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::date[], \
+             $13::date[], $14::text[], $15::text[], $16::text[], $17::text[], $18::jsonb[], $19::text[], \
+             $20::timestamptz[], $21::bytea[], $22::bytea[], $23::bytea[], $24::bytea[]) AS row \
+         ON CONFLICT (user_id, calendar_id, external_id) DO UPDATE SET \
+             provider = excluded.provider, ical_uid = excluded.ical_uid, series_id = excluded.series_id, \
+             instance_start = excluded.instance_start, start_at = excluded.start_at, end_at = excluded.end_at, \
+             time_zone = excluded.time_zone, all_day_start = excluded.all_day_start, \
+             all_day_end = excluded.all_day_end, status = excluded.status, transparency = excluded.transparency, \
+             self_response = excluded.self_response, kind = excluded.kind, reminders = excluded.reminders, \
+             etag = excluded.etag, provider_updated_at = excluded.provider_updated_at, \
+             title_enc = excluded.title_enc, location_enc = excluded.location_enc, \
+             description_enc = excluded.description_enc, attendees_enc = excluded.attendees_enc, \
+             synced_at = excluded.synced_at, expires_at = excluded.expires_at, updated_at = now() \
+         WHERE user_calendar_events.id = excluded.id \
+         RETURNING calendar_id, external_id",
+    )
+    .bind::<Text, _>(user.as_str())
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.id))
+    .bind::<Array<SqlUuid>, _>(column(rows, |r| r.calendar_id))
+    .bind::<Array<Text>, _>(column(rows, |r| r.provider))
+    .bind::<Array<Text>, _>(column(rows, |r| r.external_id))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.ical_uid))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.series_id))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(rows, |r| r.instance_start))
+    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.start_at))
+    .bind::<Array<Timestamptz>, _>(column(rows, |r| r.end_at))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.time_zone))
+    .bind::<Array<Nullable<Date>>, _>(column(rows, |r| r.all_day_start))
+    .bind::<Array<Nullable<Date>>, _>(column(rows, |r| r.all_day_end))
+    .bind::<Array<Text>, _>(column(rows, |r| r.status))
+    .bind::<Array<Text>, _>(column(rows, |r| r.transparency))
+    .bind::<Array<Text>, _>(column(rows, |r| r.self_response))
+    .bind::<Array<Text>, _>(column(rows, |r| r.kind))
+    .bind::<Array<Jsonb>, _>(column(rows, |r| &r.reminders))
+    .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.etag))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(rows, |r| r.provider_updated_at))
+    .bind::<Array<Nullable<Bytea>>, _>(column(rows, |r| r.title_enc.as_deref()))
+    .bind::<Array<Nullable<Bytea>>, _>(column(rows, |r| r.location_enc.as_deref()))
+    .bind::<Array<Nullable<Bytea>>, _>(column(rows, |r| r.description_enc.as_deref()))
+    .bind::<Array<Nullable<Bytea>>, _>(column(rows, |r| r.attendees_enc.as_deref()))
+    .bind::<Timestamptz, _>(synced_at)
+    .bind::<Timestamptz, _>(expires_at)
+    .load(conn)
+    .await?;
+    Ok(stored
+        .into_iter()
+        .map(|row| (row.calendar_id, row.external_id))
+        .collect())
+}
+
 async fn existing_event_ids(
     conn: &mut AsyncPgConnection,
     user: &UserId,
     events: &[&CalendarEvent],
 ) -> Result<HashMap<(Uuid, String), Uuid>, StoreError> {
-    let calendars: Vec<Uuid> = events
-        .iter()
-        .map(|event| event.calendar_id.0)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let external_ids: Vec<&str> = events.iter().map(|event| event.external_id.as_str()).collect();
-    // The two ANY filters may also match pairs not asked for; the map lookup ignores them.
-    let rows: Vec<(Uuid, String, Uuid)> = e::table
-        .filter(e::user_id.eq(user.as_str()))
-        .filter(e::calendar_id.eq_any(&calendars))
-        .filter(e::external_id.eq_any(&external_ids))
-        .select((e::calendar_id, e::external_id, e::id))
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = Text)]
+        external_id: String,
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    // One query per calendar (a page has one), one unique-index probe per
+    // asked id, whatever the statistics say. On a table not yet analysed (an
+    // initial sync filling it) PostgreSQL estimates `external_id = ANY($3)`
+    // to match every row, and plans a join with the ids as a hash join over
+    // the whole calendar, on every page; the `LIMIT 1` (the key is unique)
+    // keeps the subquery a per-id index probe.
+    let mut by_calendar: HashMap<Uuid, Vec<&str>> = HashMap::new();
+    for event in events {
+        by_calendar
+            .entry(event.calendar_id.0)
+            .or_default()
+            .push(event.external_id.as_str());
+    }
+    let mut found = HashMap::with_capacity(events.len());
+    for (calendar, external_ids) in by_calendar {
+        let rows: Vec<Found> = diesel::sql_query(
+            "SELECT asked.external_id, stored.id \
+             FROM unnest($3::text[]) AS asked(external_id) \
+             CROSS JOIN LATERAL ( \
+                 SELECT id FROM user_calendar_events \
+                 WHERE user_id = $1 AND calendar_id = $2 AND external_id = asked.external_id \
+                 LIMIT 1 \
+             ) AS stored",
+        )
+        .bind::<Text, _>(user.as_str())
+        .bind::<SqlUuid, _>(calendar)
+        .bind::<Array<Text>, _>(&external_ids)
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(calendar, external, id)| ((calendar, external), id))
-        .collect())
+        found.extend(rows.into_iter().map(|row| ((calendar, row.external_id), row.id)));
+    }
+    Ok(found)
 }
 
 #[derive(Queryable, Selectable)]

@@ -17,6 +17,7 @@ use juy_store::sync_jobs::{self, JobPhase};
 use juy_store::sync_state::{self, Lease};
 use juy_store::{AsyncPgConnection, Store, accounts, calendars, events};
 use rand::Rng as _;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::cursor::{FullReason, Round, SyncCursor};
@@ -343,7 +344,7 @@ struct Run<'e> {
     engine: &'e Engine,
     lease: Lease,
     key: DataKey,
-    client: Box<dyn CalendarProvider>,
+    client: Arc<dyn CalendarProvider>,
     cursor: SyncCursor,
     jobs: Vec<Uuid>,
     stats: RunStats,
@@ -362,7 +363,7 @@ impl<'e> Run<'e> {
             Err(error) => return Err((lease, error.into())),
         };
         let client = match engine.clients.client_for(&lease) {
-            Ok(client) => client,
+            Ok(client) => Arc::from(client),
             Err(error) => return Err((lease, error.into())),
         };
         let cursor = plan(engine, &lease, now);
@@ -507,17 +508,17 @@ impl<'e> Run<'e> {
             Round::Changes { resume, .. } => (resume.clone(), false),
             Round::Idle { .. } => return Ok(()),
         };
-        let client = &*self.client;
         let window = self.cursor.window;
         let from_token = match &self.cursor.round {
             Round::Changes { token, .. } => Some(token.clone()),
             _ => None,
         };
-        let mut stream = match (&resumed, &from_token) {
-            (Some(token), _) => client.resume(&calendar, token),
-            (None, None) => client.list_events(&calendar, window),
-            (None, Some(token)) => client.changes(&calendar, token),
+        let source = match (&resumed, from_token) {
+            (Some(token), _) => Source::Resume(token.clone()),
+            (None, None) => Source::List(window),
+            (None, Some(token)) => Source::Changes(token),
         };
+        let mut pages = Prefetch::start(Arc::clone(&self.client), calendar, source);
         let mut writer = PageWriter {
             engine: self.engine,
             lease: &mut self.lease,
@@ -528,7 +529,7 @@ impl<'e> Run<'e> {
             self_emails: &self.self_emails,
         };
         writer.keep_lease(conn).await?;
-        let mut next = stream.next().await;
+        let mut next = pages.next().await;
         let mut first = true;
         loop {
             let page = match next {
@@ -551,24 +552,71 @@ impl<'e> Run<'e> {
             };
             first = false;
             let last = page.next_cursor.is_some();
-            // Fetch the next page while this one is written.
-            let (written, following) = if last {
-                (writer.write(conn, page, full, true).await, None)
-            } else {
-                let (written, following) =
-                    futures::future::join(writer.write(conn, page, full, false), stream.next()).await;
-                (written, following)
-            };
-            written?;
+            // The next page is fetched and parsed by the prefetch task while this one is written.
+            writer.write(conn, page, full, last).await?;
             if last {
                 return Ok(());
             }
             writer.keep_lease(conn).await?;
-            next = following;
+            next = pages.next().await;
         }
         // The feed ended without a cursor for the next round: record that the next round lists in full.
         writer.write(conn, EventPage::default(), full, true).await?;
         Ok(())
+    }
+}
+
+/// Where a round's pages come from.
+enum Source {
+    /// The whole window.
+    List(TimeRange),
+    /// The changes since a cursor.
+    Changes(String),
+    /// The rest of a round from a page's resume token.
+    Resume(String),
+}
+
+/// A round's pages, fetched and parsed by a task of their own while the run
+/// writes the previous page, so the provider's latency and the parsing use
+/// the other core instead of adding to the database's time. At most one page
+/// waits (bounded memory); the task ends with the feed, at its first error,
+/// or when the round drops this (the requests stop with the round, and a
+/// revoked account's client refuses every request anyway).
+struct Prefetch {
+    pages: tokio::sync::mpsc::Receiver<Result<EventPage, ProviderError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Prefetch {
+    fn start(client: Arc<dyn CalendarProvider>, calendar: String, source: Source) -> Self {
+        let (tx, pages) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(
+            async move {
+                let mut stream = match &source {
+                    Source::List(window) => client.list_events(&calendar, *window),
+                    Source::Changes(token) => client.changes(&calendar, token),
+                    Source::Resume(token) => client.resume(&calendar, token),
+                };
+                while let Some(page) = stream.next().await {
+                    let failed = page.is_err();
+                    if tx.send(page).await.is_err() || failed {
+                        break;
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Self { pages, task }
+    }
+
+    async fn next(&mut self) -> Option<Result<EventPage, ProviderError>> {
+        self.pages.recv().await
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

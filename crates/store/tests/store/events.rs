@@ -130,6 +130,7 @@ async fn upserting_the_same_external_event_twice_leaves_one_row() {
 
     // The next sync normalises the same event under a fresh id with new contents.
     let mut moved = event(&cal, "standup", at(5, 10, 0), at(5, 10, 15));
+    moved.id = juy_domain::EventId::new();
     moved.title = Some("Standup (moved)".into());
     let stored = upsert_events(
         &mut f.conn,
@@ -148,6 +149,43 @@ async fn upserting_the_same_external_event_twice_leaves_one_row() {
     assert_eq!(found[0].id, first.id, "the stored event keeps its id");
     assert_eq!(found[0].title.as_deref(), Some("Standup (moved)"));
     assert_eq!(found[0].start, at(5, 10, 0));
+}
+
+#[tokio::test]
+async fn a_new_row_gets_the_derived_id_and_a_row_stored_under_another_id_keeps_it() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let mut first = event(&cal, "review", at(5, 9, 0), at(5, 10, 0));
+    first.id = juy_domain::EventId::new();
+    upsert_events(&mut f.conn, &f.key, &[first], at(1, 0, 0), Duration::days(30))
+        .await
+        .unwrap();
+    let found = list_events(&mut f.conn, &f.key, &query(&f.user, day(5))).await.unwrap();
+    assert_eq!(
+        found[0].id.0,
+        juy_store::events::event_row_id(&f.user, cal.id, "review"),
+        "not the normaliser's id: derived from the calendar and the provider's id"
+    );
+
+    // A row stored under an id of its own (as rows were before ids were
+    // derived): re-sealed for that id, never duplicated.
+    crate::support::exec(
+        &mut f.conn,
+        "UPDATE user_calendar_events SET id = '0192f000-0000-7000-8000-000000000001' WHERE external_id = 'review'",
+    )
+    .await;
+    let mut changed = event(&cal, "review", at(5, 11, 0), at(5, 12, 0));
+    changed.title = Some("Review (moved)".into());
+    let stored = upsert_events(&mut f.conn, &f.key, &[changed], at(2, 0, 0), Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    assert_eq!(count_events(&mut f.conn, &f.user).await.unwrap(), 1);
+    let found = list_events(&mut f.conn, &f.key, &query(&f.user, day(5))).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id.to_string(), "0192f000-0000-7000-8000-000000000001");
+    assert_eq!(found[0].title.as_deref(), Some("Review (moved)"));
+    assert_eq!(found[0].start, at(5, 11, 0));
 }
 
 #[tokio::test]

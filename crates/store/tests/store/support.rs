@@ -93,9 +93,14 @@ pub async fn calendar(conn: &mut AsyncPgConnection, key: &DataKey, user: &UserId
     calendars.remove(0)
 }
 
+/// An event of `calendar`, with the id the store gives it ([`juy_store::events::event_row_id`]).
 pub fn event(calendar: &Calendar, external_id: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> CalendarEvent {
     CalendarEvent {
-        id: EventId::new(),
+        id: EventId(juy_store::events::event_row_id(
+            &calendar.user_id,
+            calendar.id,
+            external_id,
+        )),
         user_id: calendar.user_id.clone(),
         calendar_id: calendar.id,
         provider: calendar.provider,
