@@ -24,8 +24,8 @@ use juy_sync::{RunOutcome, SyncConfig};
 
 const ACCOUNT: &str = "google-sub-kill";
 const CALENDAR: &str = "killcal";
-/// Four full pages of the client's default 250 (the sandbox serves 249 while more remain) and a bit.
-const EVENTS: usize = 1_000;
+/// Four full pages of the client's default 1,000 (the sandbox serves 999 while more remain) and a bit.
+const EVENTS: usize = 4_000;
 
 /// Kills the child when the test ends, however it ends.
 struct Server(Child, tempfile::TempDir);

@@ -26,8 +26,8 @@ use crate::{
 
 /// The production API base URL.
 pub const DEFAULT_BASE_URL: &str = "https://graph.microsoft.com/v1.0";
-/// The default `Prefer: odata.maxpagesize`.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The default `Prefer: odata.maxpagesize` (a preference: Graph may send less).
+pub const DEFAULT_PAGE_SIZE: u32 = 250;
 /// The largest page size asked for.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 

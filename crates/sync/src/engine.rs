@@ -518,7 +518,17 @@ impl<'e> Run<'e> {
             (None, None) => Source::List(window),
             (None, Some(token)) => Source::Changes(token),
         };
-        let mut pages = Prefetch::start(Arc::clone(&self.client), calendar, source);
+        let sorter = Sorter {
+            user_id: self.lease.user_id.clone(),
+            calendar_id: self.lease.calendar_id,
+            provider: self.lease.provider,
+            time_zone: self.lease.time_zone.clone(),
+            self_emails: self.self_emails.clone(),
+            window,
+            defaults: self.cursor.defaults.clone(),
+            full,
+        };
+        let mut pages = Prefetch::start(Arc::clone(&self.client), calendar, source, sorter);
         let mut writer = PageWriter {
             engine: self.engine,
             lease: &mut self.lease,
@@ -526,7 +536,6 @@ impl<'e> Run<'e> {
             cursor: &mut self.cursor,
             jobs: &self.jobs,
             stats: &mut self.stats,
-            self_emails: &self.self_emails,
         };
         writer.keep_lease(conn).await?;
         let mut next = pages.next().await;
@@ -553,7 +562,7 @@ impl<'e> Run<'e> {
             first = false;
             let last = page.next_cursor.is_some();
             // The next page is fetched and parsed by the prefetch task while this one is written.
-            writer.write(conn, page, full, last).await?;
+            writer.write(conn, page, last).await?;
             if last {
                 return Ok(());
             }
@@ -561,7 +570,7 @@ impl<'e> Run<'e> {
             next = pages.next().await;
         }
         // The feed ended without a cursor for the next round: record that the next round lists in full.
-        writer.write(conn, EventPage::default(), full, true).await?;
+        writer.write(conn, SortedPage::default(), true).await?;
         Ok(())
     }
 }
@@ -576,19 +585,20 @@ enum Source {
     Resume(String),
 }
 
-/// A round's pages, fetched and parsed by a task of their own while the run
-/// writes the previous page, so the provider's latency and the parsing use
-/// the other core instead of adding to the database's time. At most one page
+/// A round's pages, fetched, parsed and normalised by a task of their own
+/// while the run writes the previous page, so the provider's latency, the
+/// parsing and the normalising use the other core instead of adding to the
+/// database's time. At most one page
 /// waits (bounded memory); the task ends with the feed, at its first error,
 /// or when the round drops this (the requests stop with the round, and a
 /// revoked account's client refuses every request anyway).
 struct Prefetch {
-    pages: tokio::sync::mpsc::Receiver<Result<EventPage, ProviderError>>,
+    pages: tokio::sync::mpsc::Receiver<Result<SortedPage, ProviderError>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Prefetch {
-    fn start(client: Arc<dyn CalendarProvider>, calendar: String, source: Source) -> Self {
+    fn start(client: Arc<dyn CalendarProvider>, calendar: String, source: Source, mut sorter: Sorter) -> Self {
         let (tx, pages) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(
             async move {
@@ -599,6 +609,7 @@ impl Prefetch {
                 };
                 while let Some(page) = stream.next().await {
                     let failed = page.is_err();
+                    let page = page.map(|page| sorter.sort(page));
                     if tx.send(page).await.is_err() || failed {
                         break;
                     }
@@ -609,7 +620,7 @@ impl Prefetch {
         Self { pages, task }
     }
 
-    async fn next(&mut self) -> Option<Result<EventPage, ProviderError>> {
+    async fn next(&mut self) -> Option<Result<SortedPage, ProviderError>> {
         self.pages.recv().await
     }
 }
@@ -620,48 +631,40 @@ impl Drop for Prefetch {
     }
 }
 
-/// Writes pages of one run.
-struct PageWriter<'r> {
-    engine: &'r Engine,
-    lease: &'r mut Lease,
-    key: &'r DataKey,
-    cursor: &'r mut SyncCursor,
-    jobs: &'r [Uuid],
-    stats: &'r mut RunStats,
-    self_emails: &'r [String],
+/// Normalises a round's pages and sorts them into what the store is asked
+/// to do; runs in the prefetch task.
+struct Sorter {
+    user_id: juy_domain::UserId,
+    calendar_id: juy_domain::CalendarId,
+    provider: Provider,
+    /// The calendar's zone as last listed (Google's list defaults win).
+    time_zone: Option<String>,
+    self_emails: Vec<String>,
+    window: TimeRange,
+    /// Google's calendar-level defaults, from the cursor or the latest page.
+    defaults: Option<serde_json::Value>,
+    full: bool,
 }
 
-/// One page, normalised and sorted into what the store is asked to do.
+/// A page ready to write.
 #[derive(Default)]
-struct PageChanges {
-    upserts: Vec<CalendarEvent>,
-    deletes: Vec<String>,
-    /// CalDAV resources whose occurrences become exactly those in `upserts` (change feeds).
-    resources: Vec<String>,
-    /// CalDAV resources removed.
-    removed_resources: Vec<String>,
-    rejected: u64,
+struct SortedPage {
+    changes: PageChanges,
+    resume: Option<String>,
+    next_cursor: Option<String>,
+    calendar_defaults: Option<serde_json::Value>,
 }
 
-impl PageWriter<'_> {
-    async fn keep_lease(&mut self, conn: &mut AsyncPgConnection) -> Result<(), SyncError> {
-        let now = self.engine.clock.now();
-        let lease_for = self.engine.config.lease_for;
-        if self.lease.expires_at - now < lease_for / 2 && !sync_state::renew(conn, self.lease, now, lease_for).await? {
-            return Err(SyncError::LeaseLost);
-        }
-        Ok(())
-    }
-
+impl Sorter {
     fn context(&self) -> CalendarContext {
-        let defaults = self.cursor.defaults.as_ref();
+        let defaults = self.defaults.as_ref();
         CalendarContext {
-            user_id: self.lease.user_id.clone(),
-            calendar_id: self.lease.calendar_id,
-            provider: self.lease.provider,
+            user_id: self.user_id.clone(),
+            calendar_id: self.calendar_id,
+            provider: self.provider,
             time_zone: defaults
                 .and_then(juy_normalizer::google::calendar_time_zone)
-                .or_else(|| self.lease.time_zone.clone()),
+                .or_else(|| self.time_zone.clone()),
             default_reminders: defaults
                 .map(juy_normalizer::google::default_reminders)
                 .unwrap_or_default(),
@@ -670,12 +673,19 @@ impl PageWriter<'_> {
     }
 
     /// Normalises a page and sorts it into upserts and deletions.
-    fn sort(&self, page: EventPage, full: bool) -> PageChanges {
+    fn sort(&mut self, mut page: EventPage) -> SortedPage {
+        let calendar_defaults = page.calendar_defaults.take();
+        if let Some(defaults) = &calendar_defaults {
+            self.defaults = Some(defaults.clone());
+        }
         let ctx = self.context();
-        let window = self.cursor.window;
+        let window = self.window;
+        let full = self.full;
+        let resume = page.resume.take();
+        let next_cursor = page.next_cursor.take();
         let mut out = PageChanges::default();
         let mut normalized = Normalized::default();
-        let caldav = self.lease.provider == Provider::Caldav;
+        let caldav = self.provider == Provider::Caldav;
         let mut google = Vec::new();
         let mut graph = Vec::new();
         for item in page.items {
@@ -729,25 +739,60 @@ impl PageWriter<'_> {
         } else {
             out.deletes.extend(page.removed);
         }
-        out
+        SortedPage {
+            changes: out,
+            resume,
+            next_cursor,
+            calendar_defaults,
+        }
+    }
+}
+
+/// Writes pages of one run.
+struct PageWriter<'r> {
+    engine: &'r Engine,
+    lease: &'r mut Lease,
+    key: &'r DataKey,
+    cursor: &'r mut SyncCursor,
+    jobs: &'r [Uuid],
+    stats: &'r mut RunStats,
+}
+
+/// One page, normalised and sorted into what the store is asked to do.
+#[derive(Default)]
+struct PageChanges {
+    upserts: Vec<CalendarEvent>,
+    deletes: Vec<String>,
+    /// CalDAV resources whose occurrences become exactly those in `upserts` (change feeds).
+    resources: Vec<String>,
+    /// CalDAV resources removed.
+    removed_resources: Vec<String>,
+    rejected: u64,
+}
+
+impl PageWriter<'_> {
+    async fn keep_lease(&mut self, conn: &mut AsyncPgConnection) -> Result<(), SyncError> {
+        let now = self.engine.clock.now();
+        let lease_for = self.engine.config.lease_for;
+        if self.lease.expires_at - now < lease_for / 2 && !sync_state::renew(conn, self.lease, now, lease_for).await? {
+            return Err(SyncError::LeaseLost);
+        }
+        Ok(())
     }
 
     /// Writes one page and the checkpoint after it in one transaction.
     /// `last`: the round ends with this page (it carries the next cursor, or
     /// the feed ended without one).
-    async fn write(
-        &mut self,
-        conn: &mut AsyncPgConnection,
-        page: EventPage,
-        full: bool,
-        last: bool,
-    ) -> Result<(), SyncError> {
-        if let Some(defaults) = &page.calendar_defaults {
-            self.cursor.defaults = Some(defaults.clone());
+    async fn write(&mut self, conn: &mut AsyncPgConnection, page: SortedPage, last: bool) -> Result<(), SyncError> {
+        let SortedPage {
+            changes,
+            resume,
+            next_cursor,
+            calendar_defaults,
+        } = page;
+        if let Some(defaults) = calendar_defaults {
+            self.cursor.defaults = Some(defaults);
         }
-        let resume = page.resume.clone();
-        let next_cursor = page.next_cursor.clone();
-        let changes = self.sort(page, full);
         let now = self.engine.clock.now();
         let mut after = self.cursor.clone();
         let mark = match &after.round {
