@@ -515,12 +515,15 @@ fn round_items(state: &GraphState, calendar: &str, round: &Round) -> Vec<RoundIt
             Some((Some(s), Some(en))) => s < round.end && en > round.start,
             _ => true,
         };
-        let show = match round.since {
-            None => !deleted && inside,
-            Some(since) => seq > since && (inside || deleted),
-        };
-        if show {
-            matching.push((id, if deleted { None } else { resource.cloned() }));
+        match round.since {
+            None if !deleted && inside => matching.push((id, resource.cloned())),
+            None => {}
+            // A change round reports what changed in its view; an event that
+            // left the view (deleted, or moved out of the window) as removed.
+            Some(since) if seq > since => {
+                matching.push((id, if deleted || !inside { None } else { resource.cloned() }));
+            }
+            Some(_) => {}
         }
     };
     for e in state
