@@ -903,9 +903,10 @@ async fn cleanup_deletes_only_rows_no_sync_confirmed_within_their_ttl() {
     }
     clock.advance(Duration::days(20));
     let stats = synced_once(&sync_due(&engine, "w/0").await);
+    // Twenty days on, the weekly reconciliation is due (it also rolls the window).
     assert_eq!(
         stats.full,
-        Some(FullReason::WindowRolled),
+        Some(FullReason::Reconcile),
         "a full listing re-confirms every row"
     );
     assert_eq!(juy_sync::cleanup_once(&engine).await.unwrap(), 0, "nothing expired yet");
@@ -1112,4 +1113,79 @@ async fn a_calendar_created_at_the_provider_is_discovered_and_synced() {
     assert_eq!(stored_events(&server, &linked.user, later.id).await, later_events);
     assert_eq!(later.sync_status, juy_domain::SyncStatus::Ok);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconciliation_repairs_rows_that_drifted_and_counts_them() {
+    use diesel_async::RunQueryDsl as _;
+    let (sandbox, running) = sandbox().await;
+    let server = TestServer::start_with(sandbox_env(&running)).await;
+    let linked = link_google(&server, &sandbox, "ada", "g-drift", &["drift"]).await;
+    let calendar = linked.calendars["drift"];
+    let base = hour();
+    let mut expected = BTreeMap::new();
+    for n in 0..6 {
+        let id = format!("d{n}");
+        sandbox.put_google_event("drift", google_event(&id, base + Duration::hours(n)));
+        expected.insert(id, base + Duration::hours(n));
+    }
+    let clock = clock_now();
+    let engine = sync::engine(&server, clock.clone(), SyncConfig::default());
+    let first = synced_once(&sync_due(&engine, "w/0").await);
+    assert_eq!((first.full, first.repaired), (Some(FullReason::Initial), 0));
+
+    // Drift no change feed reports (a lost notification, a provider bug):
+    // one row gone, one stale, one that the provider no longer has.
+    let mut conn = server.store.conn().await.unwrap();
+    for sql in [
+        "DELETE FROM user_calendar_events WHERE external_id = 'd1'",
+        "UPDATE user_calendar_events SET etag = '\"stale\"', start_at = start_at + interval '3 hours', \
+         end_at = end_at + interval '3 hours' WHERE external_id = 'd2'",
+    ] {
+        diesel::sql_query(sql).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
+    let ghost = juy_domain::CalendarEvent {
+        external_id: "ghost".into(),
+        ..google_row(&server, &linked.user, calendar).await
+    };
+    {
+        let mut conn = server.store.conn().await.unwrap();
+        let key = server.store.data_key(&mut conn, &linked.user).await.unwrap();
+        juy_store::events::upsert_events(&mut conn, &key, &[ghost], clock.now(), Duration::days(30))
+            .await
+            .unwrap();
+    }
+    // An incremental round sees nothing (no change at the provider).
+    sync::make_due(&server, &linked.user, calendar, clock.now()).await;
+    let quiet = synced_once(&sync_due(&engine, "w/0").await);
+    assert_eq!((quiet.full, quiet.written, quiet.repaired), (None, 0, 0));
+    assert_ne!(stored_events(&server, &linked.user, calendar).await, expected);
+
+    clock.advance(engine.config().reconcile_every);
+    let reconciled = synced_once(&sync_due(&engine, "w/0").await);
+    assert_eq!(reconciled.full, Some(FullReason::Reconcile));
+    assert_eq!(
+        (reconciled.repaired, reconciled.swept),
+        (2, 1),
+        "the missing and the stale rows rewritten, the ghost swept: {reconciled:?}"
+    );
+    assert_eq!(stored_events(&server, &linked.user, calendar).await, expected);
+    server.stop().await;
+}
+
+/// One stored event of the calendar, decrypted.
+async fn google_row(server: &TestServer, user: &UserId, calendar: juy_domain::CalendarId) -> juy_domain::CalendarEvent {
+    let mut conn = server.store.conn().await.unwrap();
+    let key = server.store.data_key(&mut conn, user).await.unwrap();
+    let query = juy_store::events::EventQuery {
+        user_id: user.clone(),
+        range: juy_domain::TimeRange::new(Utc::now() - Duration::days(60), Utc::now() + Duration::days(400)).unwrap(),
+        providers: Vec::new(),
+        calendar_ids: vec![calendar],
+        after: None,
+        limit: 1,
+    };
+    let mut rows = juy_store::events::list_events(&mut conn, &key, &query).await.unwrap();
+    rows.pop().expect("a stored event")
 }

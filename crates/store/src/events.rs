@@ -346,45 +346,77 @@ async fn existing_event_ids(
     user: &UserId,
     events: &[&CalendarEvent],
 ) -> Result<HashMap<(Uuid, String), Uuid>, StoreError> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = Text)]
-        external_id: String,
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-    }
-    // One query per calendar (a page has one), one unique-index probe per
-    // asked id, whatever the statistics say. On a table not yet analysed (an
-    // initial sync filling it) PostgreSQL estimates `external_id = ANY($3)`
-    // to match every row, and plans a join with the ids as a hash join over
-    // the whole calendar, on every page; the `LIMIT 1` (the key is unique)
-    // keeps the subquery a per-id index probe.
-    let mut by_calendar: HashMap<Uuid, Vec<&str>> = HashMap::new();
+    let mut by_calendar: HashMap<CalendarId, Vec<&str>> = HashMap::new();
     for event in events {
         by_calendar
-            .entry(event.calendar_id.0)
+            .entry(event.calendar_id)
             .or_default()
             .push(event.external_id.as_str());
     }
     let mut found = HashMap::with_capacity(events.len());
     for (calendar, external_ids) in by_calendar {
-        let rows: Vec<Found> = diesel::sql_query(
-            "SELECT asked.external_id, stored.id \
-             FROM unnest($3::text[]) AS asked(external_id) \
-             CROSS JOIN LATERAL ( \
-                 SELECT id FROM user_calendar_events \
-                 WHERE user_id = $1 AND calendar_id = $2 AND external_id = asked.external_id \
-                 LIMIT 1 \
-             ) AS stored",
-        )
-        .bind::<Text, _>(user.as_str())
-        .bind::<SqlUuid, _>(calendar)
-        .bind::<Array<Text>, _>(&external_ids)
-        .load(conn)
-        .await?;
-        found.extend(rows.into_iter().map(|row| ((calendar, row.external_id), row.id)));
+        let rows = stored_rows(conn, user, calendar, &external_ids).await?;
+        found.extend(rows.into_iter().map(|row| ((calendar.0, row.external_id), row.id)));
     }
     Ok(found)
+}
+
+/// The stored etag of each of these events of a calendar that is stored
+/// (`None`: stored without one): what a reconciliation compares a listing
+/// with to count the rows it repairs.
+pub async fn stored_etags(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    calendar_id: CalendarId,
+    external_ids: &[&str],
+) -> Result<HashMap<String, Option<String>>, StoreError> {
+    Ok(stored_rows(conn, user, calendar_id, external_ids)
+        .await?
+        .into_iter()
+        .map(|row| (row.external_id, row.etag))
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct StoredRow {
+    #[diesel(sql_type = Text)]
+    external_id: String,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    etag: Option<String>,
+}
+
+/// The stored rows of these events of one calendar.
+///
+/// One unique-index probe per asked id, whatever the statistics say. On a
+/// table not yet analysed (an initial sync filling it) PostgreSQL estimates
+/// `external_id = ANY($3)` to match every row, and plans a join with the ids
+/// as a hash join over the whole calendar, on every page; the `LIMIT 1` (the
+/// key is unique) keeps the subquery a per-id index probe.
+async fn stored_rows(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    calendar_id: CalendarId,
+    external_ids: &[&str],
+) -> Result<Vec<StoredRow>, StoreError> {
+    if external_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "SELECT asked.external_id, stored.id, stored.etag \
+         FROM unnest($3::text[]) AS asked(external_id) \
+         CROSS JOIN LATERAL ( \
+             SELECT id, etag FROM user_calendar_events \
+             WHERE user_id = $1 AND calendar_id = $2 AND external_id = asked.external_id \
+             LIMIT 1 \
+         ) AS stored",
+    )
+    .bind::<Text, _>(user.as_str())
+    .bind::<SqlUuid, _>(calendar_id.0)
+    .bind::<Array<Text>, _>(external_ids)
+    .load(conn)
+    .await?)
 }
 
 #[derive(Queryable, Selectable)]

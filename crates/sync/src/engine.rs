@@ -43,6 +43,9 @@ pub struct RunStats {
     /// Events deleted by the sweep that ended a full listing: rows the
     /// provider no longer has although no change told us (drift repaired).
     pub swept: u64,
+    /// Rows a reconciliation listing found missing, or stored with another
+    /// etag than the provider's, and rewrote (drift repaired, with `swept`).
+    pub repaired: u64,
     /// Items skipped because they could not be normalised or stored.
     pub rejected: u64,
     /// Why the run listed in full, if it did.
@@ -799,6 +802,20 @@ impl PageWriter<'_> {
             Round::Full { mark, .. } => Some(*mark),
             _ => None,
         };
+        // A reconciliation counts what it repairs: rows stored with another
+        // etag, and rows missing although they start before the far edge the
+        // window had at the previous full listing (later ones scrolled in).
+        let reconciling = matches!(
+            after.round,
+            Round::Full {
+                reason: FullReason::Reconcile,
+                ..
+            }
+        );
+        let known_before = self
+            .cursor
+            .last_full
+            .map_or(DateTime::<Utc>::MIN_UTC, |at| self.engine.window_at(at).end());
         if last {
             if mark.is_some() {
                 after.last_full = Some(now);
@@ -822,7 +839,7 @@ impl PageWriter<'_> {
         } else {
             JobPhase::Changes
         };
-        let (written, deleted, swept) = conn
+        let (written, deleted, swept, repaired) = conn
             .transaction(async |conn| {
                 if !sync_state::checkpoint(conn, lease, Some(&encoded)).await? {
                     // Rolled back by the caller seeing `None`: nothing of the page stays.
@@ -831,6 +848,19 @@ impl PageWriter<'_> {
                 let user = &lease.user_id;
                 let calendar = lease.calendar_id;
                 let mut deleted = 0;
+                let mut repaired = 0;
+                if reconciling && !changes.upserts.is_empty() {
+                    let ids: Vec<&str> = changes.upserts.iter().map(|e| e.external_id.as_str()).collect();
+                    let stored = events::stored_etags(conn, user, calendar, &ids).await?;
+                    repaired = changes
+                        .upserts
+                        .iter()
+                        .filter(|event| match stored.get(&event.external_id) {
+                            Some(etag) => *etag != event.etag,
+                            None => event.start < known_before,
+                        })
+                        .count() as u64;
+                }
                 if !changes.resources.is_empty() {
                     deleted += events::replace_resources_events(
                         conn,
@@ -854,7 +884,7 @@ impl PageWriter<'_> {
                 };
                 let written = changes.upserts.len() as u64;
                 sync_jobs::record_progress(conn, user, calendar, jobs, phase, written, deleted + swept).await?;
-                Ok::<_, LeaseLostInTx>((written, deleted, swept))
+                Ok::<_, LeaseLostInTx>((written, deleted, swept, repaired))
             })
             .await
             .map_err(|error| match error {
@@ -866,6 +896,7 @@ impl PageWriter<'_> {
         self.stats.written += written;
         self.stats.deleted += deleted + swept;
         self.stats.swept += swept;
+        self.stats.repaired += repaired;
         self.stats.rejected += changes.rejected;
         Ok(())
     }
@@ -938,13 +969,14 @@ fn plan(engine: &Engine, lease: &Lease, now: DateTime<Utc>) -> SyncCursor {
         Round::Full { .. } | Round::Changes { .. } => cursor,
         Round::Idle { token: None } => full(FullReason::ResyncRequired, Some(&cursor)),
         Round::Idle { token: Some(token) } => {
-            if desired.start() - cursor.window.start() >= engine.config.window_roll {
-                full(FullReason::WindowRolled, Some(&cursor))
-            } else if cursor
+            // A reconciliation lists the whole current window, so it serves a roll too.
+            if cursor
                 .last_full
                 .is_none_or(|last| now - last >= engine.config.reconcile_every)
             {
                 full(FullReason::Reconcile, Some(&cursor))
+            } else if desired.start() - cursor.window.start() >= engine.config.window_roll {
+                full(FullReason::WindowRolled, Some(&cursor))
             } else {
                 let token = token.clone();
                 SyncCursor {

@@ -44,7 +44,10 @@ impl Metrics {
                 .build(),
             drift_repaired: meter
                 .u64_counter("juy.sync.drift_repaired")
-                .with_description("Rows a full listing found stale although no change said so (deleted by its sweep)")
+                .with_description(
+                    "Rows a full listing found stale although no change said so: deleted by its sweep, or \
+                     (reconciliation) missing or with another etag and rewritten",
+                )
                 .build(),
             rejected: meter
                 .u64_counter("juy.sync.events_rejected")
@@ -76,8 +79,9 @@ impl Metrics {
         self.syncs.add(1, &[provider(which), kind.clone()]);
         self.events_written.add(stats.written, &[provider(which)]);
         self.events_deleted.add(stats.deleted, &[provider(which)]);
-        if stats.swept > 0 {
-            self.drift_repaired.add(stats.swept, &[provider(which)]);
+        if stats.swept + stats.repaired > 0 {
+            self.drift_repaired
+                .add(stats.swept + stats.repaired, &[provider(which)]);
         }
         if stats.rejected > 0 {
             self.rejected.add(stats.rejected, &[provider(which)]);
