@@ -591,12 +591,16 @@ enum Source {
 /// A round's pages, fetched, parsed and normalised by a task of their own
 /// while the run writes the previous page, so the provider's latency, the
 /// parsing and the normalising use the other core instead of adding to the
-/// database's time. At most one page
-/// waits (bounded memory); the task ends with the feed, at its first error,
-/// or when the round drops this (the requests stop with the round, and a
-/// revoked account's client refuses every request anyway).
+/// database's time. At most one page waits in the channel (bounded memory);
+/// the task ends with the feed, at its first error, or when the round drops
+/// this (the requests stop with the round, and a revoked account's client
+/// refuses every request anyway).
+///
+/// The feed's end is an explicit `Ok(None)`: a task that stopped without it
+/// (a panic) is an error, never taken for the end of a listing, whose last
+/// page would sweep every row the listing had not reached yet.
 struct Prefetch {
-    pages: tokio::sync::mpsc::Receiver<Result<SortedPage, ProviderError>>,
+    pages: tokio::sync::mpsc::Receiver<Result<Option<SortedPage>, ProviderError>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -612,19 +616,28 @@ impl Prefetch {
                 };
                 while let Some(page) = stream.next().await {
                     let failed = page.is_err();
-                    let page = page.map(|page| sorter.sort(page));
+                    let page = page.map(|page| Some(sorter.sort(page)));
                     if tx.send(page).await.is_err() || failed {
-                        break;
+                        return;
                     }
                 }
+                let _ = tx.send(Ok(None)).await;
             }
             .in_current_span(),
         );
         Self { pages, task }
     }
 
+    /// The next page; `None` when the feed ended.
     async fn next(&mut self) -> Option<Result<SortedPage, ProviderError>> {
-        self.pages.recv().await
+        match self.pages.recv().await {
+            Some(Ok(Some(page))) => Some(Ok(page)),
+            Some(Ok(None)) => None,
+            Some(Err(error)) => Some(Err(error)),
+            None => Some(Err(ProviderError::Network(
+                "the page reader stopped before the feed ended".into(),
+            ))),
+        }
     }
 }
 
@@ -985,5 +998,98 @@ fn plan(engine: &Engine, lease: &Lease, now: DateTime<Utc>) -> SyncCursor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use juy_domain::{CalendarId, UserId};
+    use juy_providers::{EventWrite, RemoteCalendar, WrittenEvent};
+
+    use super::*;
+
+    /// A provider whose listing yields one empty page, then panics.
+    struct Panicking;
+
+    #[async_trait]
+    impl CalendarProvider for Panicking {
+        fn provider(&self) -> Provider {
+            Provider::Google
+        }
+        async fn list_calendars(&self) -> Result<Vec<RemoteCalendar>, ProviderError> {
+            Ok(Vec::new())
+        }
+        fn list_events<'a>(
+            &'a self,
+            _calendar_id: &'a str,
+            _window: TimeRange,
+        ) -> BoxStream<'a, Result<EventPage, ProviderError>> {
+            futures::stream::iter(0..2)
+                .map(|n| {
+                    assert!(n == 0, "a bug in the client");
+                    Ok(EventPage::default())
+                })
+                .boxed()
+        }
+        fn changes<'a>(&'a self, _: &'a str, _: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>> {
+            futures::stream::empty().boxed()
+        }
+        fn resume<'a>(&'a self, _: &'a str, _: &'a str) -> BoxStream<'a, Result<EventPage, ProviderError>> {
+            futures::stream::empty().boxed()
+        }
+        async fn create_event(&self, _: &str, _: &str, _: &EventWrite) -> Result<WrittenEvent, ProviderError> {
+            Err(ProviderError::NotFound)
+        }
+        async fn update_event(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: &EventWrite,
+        ) -> Result<WrittenEvent, ProviderError> {
+            Err(ProviderError::NotFound)
+        }
+        async fn delete_event(&self, _: &str, _: &str, _: Option<&str>) -> Result<(), ProviderError> {
+            Err(ProviderError::NotFound)
+        }
+    }
+
+    fn sorter(window: TimeRange) -> Sorter {
+        Sorter {
+            user_id: UserId::new("ada").unwrap(),
+            calendar_id: CalendarId::new(),
+            provider: Provider::Google,
+            time_zone: None,
+            self_emails: Vec::new(),
+            window,
+            defaults: None,
+            full: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_reader_that_dies_is_an_error_never_the_end_of_the_feed() {
+        let window = whole_time();
+        let mut pages = Prefetch::start(Arc::new(Panicking), "cal".into(), Source::List(window), sorter(window));
+        assert!(matches!(pages.next().await, Some(Ok(_))), "the first page arrives");
+        assert!(
+            matches!(pages.next().await, Some(Err(ProviderError::Network(_)))),
+            "a dead reader is not the end of the listing (its last page would sweep)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_feed_that_ends_ends() {
+        let mut pages = Prefetch::start(
+            Arc::new(Panicking),
+            "cal".into(),
+            Source::Changes("token".into()),
+            sorter(whole_time()),
+        );
+        assert!(pages.next().await.is_none());
     }
 }
