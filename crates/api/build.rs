@@ -9,6 +9,7 @@ const FILES: &[&str] = &[
     "juy/calendar/v1/resources.proto",
     "juy/calendar/v1/calendar_sync.proto",
     "juy/calendar/v1/admin.proto",
+    "juy/calendar/v1/availability.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

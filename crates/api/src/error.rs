@@ -91,6 +91,21 @@ pub struct ApiError {
     pub violations: Vec<FieldViolation>,
     /// For `FailedPrecondition`: a short machine-readable reason.
     pub reason: Option<&'static str>,
+    /// For a meeting refused for conflicts: who is busy when.
+    pub conflicts: Vec<ConflictDetail>,
+}
+
+/// One busy interval of a user that conflicts with a meeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConflictDetail {
+    /// The user, `users/{id}`.
+    pub user: String,
+    /// Start (RFC 3339).
+    pub start_time: chrono::DateTime<chrono::Utc>,
+    /// End (RFC 3339).
+    pub end_time: chrono::DateTime<chrono::Utc>,
+    /// `busy`, `tentative` or `out_of_office`.
+    pub kind: String,
 }
 
 impl ApiError {
@@ -100,6 +115,7 @@ impl ApiError {
             message: message.into(),
             violations: Vec::new(),
             reason: None,
+            conflicts: Vec::new(),
         }
     }
 
@@ -134,6 +150,19 @@ impl ApiError {
         Self {
             reason: Some(reason),
             ..Self::new(ErrorCode::FailedPrecondition, message)
+        }
+    }
+
+    /// A meeting refused because people are busy then.
+    pub fn conflicts(conflicts: Vec<ConflictDetail>) -> Self {
+        let mut users: Vec<&str> = conflicts.iter().map(|c| c.user.as_str()).collect();
+        users.dedup();
+        Self {
+            conflicts: conflicts.clone(),
+            ..Self::failed_precondition(
+                "MEETING_CONFLICTS",
+                format!("invitees are busy at that time: {}", users.join(", ")),
+            )
         }
     }
 
@@ -178,6 +207,10 @@ impl From<StoreError> for ApiError {
                 "CALENDAR_NOT_WRITABLE",
                 format!("calendars/{calendar_id} does not allow writing at its provider"),
             ),
+            StoreError::Changed { what, id } => Self::failed_precondition(
+                "CHANGED_MEANWHILE",
+                format!("{what} {id} changed meanwhile: read it again and retry"),
+            ),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::unavailable("the calendar store is unavailable, retry later")
@@ -204,6 +237,27 @@ impl From<ApiError> for tonic::Status {
         if let Some(reason) = error.reason {
             details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
         }
+        if !error.conflicts.is_empty() {
+            // google.rpc.PreconditionFailure: one violation per busy interval, the user as subject.
+            details.set_precondition_failure(
+                error
+                    .conflicts
+                    .iter()
+                    .map(|c| {
+                        tonic_types::PreconditionViolation::new(
+                            "MEETING_CONFLICT",
+                            &c.user,
+                            format!(
+                                "{} from {} to {}",
+                                c.kind,
+                                c.start_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                c.end_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
         tonic::Status::with_error_details(error.code.grpc(), error.message, details)
     }
 }
@@ -228,6 +282,9 @@ pub struct Problem {
     /// For `FAILED_PRECONDITION`: a machine-readable reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For `MEETING_CONFLICTS`: who is busy when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<ConflictDetail>,
 }
 
 impl From<&ApiError> for Problem {
@@ -244,6 +301,7 @@ impl From<&ApiError> for Problem {
             code: error.code.name().to_owned(),
             violations: error.violations.clone(),
             reason: error.reason.map(str::to_owned),
+            conflicts: error.conflicts.clone(),
         }
     }
 }

@@ -3,8 +3,10 @@
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Utc, Weekday};
 use futures::{Stream, StreamExt as _};
+use juy_availability::{BusyKind, WorkingPeriod};
+use juy_domain::{DeliveryState, Meeting, MeetingStatus};
 use tonic::{Request, Response, Status};
 
 use juy_domain::{
@@ -18,13 +20,17 @@ use juy_oauth2::Access;
 use zeroize::Zeroizing;
 
 use crate::auth::Caller;
+use crate::availability::{
+    AvailabilityState, BusyOut, BusySource, FreeBusyInput, SlotInviteeInput, SlotsInput, WorkingPeriodInput,
+};
 use crate::connect::{ConnectCalDavInput, StartConnectInput};
 use crate::error::{ApiError, FieldViolation};
+use crate::meetings::{CreateMeetingInput, MeetingInput, UpdateMeetingInput};
 use crate::names;
 use crate::pb::v1 as pb;
 use crate::service::{
     AdminCalendar, AdminListInput, CalendarService, ChannelsPatch, JobProgress, ListEventsInput, ListedCalendar,
-    ListedConnection, Settings, SettingsPatch, SyncSchedule,
+    ListedConnection, ListedEvent, Settings, SettingsPatch, SyncSchedule,
 };
 
 /// `juy.calendar.v1.CalendarSync`.
@@ -190,6 +196,339 @@ pub fn event_to_pb(e: &CalendarEvent) -> pb::Event {
             .collect(),
         etag: e.etag.clone().unwrap_or_default(),
         update_time: e.updated.map(to_timestamp),
+        meeting: String::new(),
+    }
+}
+
+/// Renders one item of the merged events view.
+pub fn listed_event_to_pb(item: &ListedEvent) -> pb::Event {
+    match item {
+        ListedEvent::Synced(event) => event_to_pb(event),
+        ListedEvent::Meeting { meeting, provider } => pb::Event {
+            name: names::event(juy_domain::EventId(meeting.id.0)),
+            calendar: meeting.calendar_id.map(names::calendar).unwrap_or_default(),
+            provider: provider.map(provider_to_pb).unwrap_or(pb::Provider::Unspecified).into(),
+            external_id: meeting.delivery.external_id.clone().unwrap_or_default(),
+            title: meeting.title.clone(),
+            location: meeting.location.clone().unwrap_or_default(),
+            description: meeting.description.clone().unwrap_or_default(),
+            start_time: Some(to_timestamp(meeting.start)),
+            end_time: Some(to_timestamp(meeting.end)),
+            time_zone: meeting.time_zone.clone(),
+            status: pb::EventStatus::Confirmed.into(),
+            transparency: pb::Transparency::Opaque.into(),
+            self_response: pb::ResponseStatus::Organizer.into(),
+            kind: pb::EventKind::Default.into(),
+            attendees: meeting
+                .attendee_emails
+                .iter()
+                .map(|email| pb::Attendee {
+                    email: email.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            update_time: Some(to_timestamp(meeting.updated_at)),
+            meeting: names::meeting(meeting.id),
+            ..Default::default()
+        },
+    }
+}
+
+/// Renders a meeting.
+pub fn meeting_to_pb(m: &Meeting) -> pb::Meeting {
+    pb::Meeting {
+        name: names::meeting(m.id),
+        title: m.title.clone(),
+        description: m.description.clone().unwrap_or_default(),
+        location: m.location.clone().unwrap_or_default(),
+        start_time: Some(to_timestamp(m.start)),
+        end_time: Some(to_timestamp(m.end)),
+        time_zone: m.time_zone.clone(),
+        invitees: m.invitees.iter().map(names::user).collect(),
+        attendee_emails: m.attendee_emails.clone(),
+        add_to_external_calendar: m.calendar_id.is_some(),
+        calendar: m.calendar_id.map(names::calendar).unwrap_or_default(),
+        state: match m.status {
+            MeetingStatus::Scheduled => pb::MeetingState::Scheduled,
+            MeetingStatus::Cancelled => pb::MeetingState::Cancelled,
+        }
+        .into(),
+        delivery: Some(pb::MeetingDelivery {
+            state: match m.delivery.state {
+                DeliveryState::NotRequested => pb::DeliveryState::NotRequested,
+                DeliveryState::Pending => pb::DeliveryState::Pending,
+                DeliveryState::Delivered => pb::DeliveryState::Delivered,
+                DeliveryState::Failed => pb::DeliveryState::Failed,
+            }
+            .into(),
+            external_id: m.delivery.external_id.clone().unwrap_or_default(),
+            attempts: m.delivery.attempts,
+            last_error: m.delivery.last_error.clone().unwrap_or_default(),
+            deliver_time: m.delivery.delivered_at.map(to_timestamp),
+            next_attempt_time: m.delivery.next_attempt_at.map(to_timestamp),
+        }),
+        organizer: names::user(&m.organizer),
+        version: m.version,
+        create_time: Some(to_timestamp(m.created_at)),
+        update_time: Some(to_timestamp(m.updated_at)),
+    }
+}
+
+fn weekday_to_pb(day: Weekday) -> pb::DayOfWeek {
+    match day {
+        Weekday::Mon => pb::DayOfWeek::Monday,
+        Weekday::Tue => pb::DayOfWeek::Tuesday,
+        Weekday::Wed => pb::DayOfWeek::Wednesday,
+        Weekday::Thu => pb::DayOfWeek::Thursday,
+        Weekday::Fri => pb::DayOfWeek::Friday,
+        Weekday::Sat => pb::DayOfWeek::Saturday,
+        Weekday::Sun => pb::DayOfWeek::Sunday,
+    }
+}
+
+fn weekday_from_pb(day: i32) -> Option<Weekday> {
+    Some(match pb::DayOfWeek::try_from(day).ok()? {
+        pb::DayOfWeek::Unspecified => return None,
+        pb::DayOfWeek::Monday => Weekday::Mon,
+        pb::DayOfWeek::Tuesday => Weekday::Tue,
+        pb::DayOfWeek::Wednesday => Weekday::Wed,
+        pb::DayOfWeek::Thursday => Weekday::Thu,
+        pb::DayOfWeek::Friday => Weekday::Fri,
+        pb::DayOfWeek::Saturday => Weekday::Sat,
+        pb::DayOfWeek::Sunday => Weekday::Sun,
+    })
+}
+
+fn period_to_pb(p: &WorkingPeriod) -> pb::WorkingPeriod {
+    pb::WorkingPeriod {
+        day: weekday_to_pb(p.day).into(),
+        start_time: p.start.format("%H:%M").to_string(),
+        end_time: if p.end == chrono::NaiveTime::MIN {
+            "24:00".to_owned()
+        } else {
+            p.end.format("%H:%M").to_string()
+        },
+    }
+}
+
+fn period_from_pb(p: pb::WorkingPeriod) -> WorkingPeriodInput {
+    WorkingPeriodInput {
+        day: weekday_from_pb(p.day),
+        start_time: p.start_time,
+        end_time: p.end_time,
+    }
+}
+
+fn meeting_input(m: pb::Meeting) -> Result<MeetingInput, ApiError> {
+    let mut violations = Vec::new();
+    let mut collect = |r: Result<Option<DateTime<Utc>>, ApiError>| {
+        r.unwrap_or_else(|e| {
+            violations.extend(e.violations);
+            None
+        })
+    };
+    let start_time = collect(timestamp("meeting.start_time", m.start_time));
+    let end_time = collect(timestamp("meeting.end_time", m.end_time));
+    if !violations.is_empty() {
+        return Err(ApiError::invalid_fields(violations));
+    }
+    Ok(MeetingInput {
+        title: m.title,
+        description: m.description,
+        location: m.location,
+        start_time,
+        end_time,
+        time_zone: m.time_zone,
+        invitees: m.invitees,
+        attendee_emails: m.attendee_emails,
+        add_to_external_calendar: m.add_to_external_calendar,
+        calendar: m.calendar,
+    })
+}
+
+fn busy_kind_to_pb(kind: BusyKind) -> pb::BusyKind {
+    match kind {
+        BusyKind::Tentative => pb::BusyKind::Tentative,
+        BusyKind::Busy => pb::BusyKind::Busy,
+        BusyKind::OutOfOffice => pb::BusyKind::OutOfOffice,
+    }
+}
+
+fn availability_state_to_pb(state: AvailabilityState) -> pb::AvailabilityState {
+    match state {
+        AvailabilityState::Known => pb::AvailabilityState::Known,
+        AvailabilityState::Partial => pb::AvailabilityState::Partial,
+        AvailabilityState::Unknown => pb::AvailabilityState::Unknown,
+        AvailabilityState::NoCalendars => pb::AvailabilityState::NoCalendars,
+    }
+}
+
+fn busy_to_pb(b: &BusyOut) -> pb::BusyInterval {
+    let mut events = Vec::new();
+    let mut meetings = Vec::new();
+    for source in &b.sources {
+        match source {
+            BusySource::Event(id) => events.push(names::event(*id)),
+            BusySource::Meeting(id) => meetings.push(names::meeting(*id)),
+        }
+    }
+    pb::BusyInterval {
+        start_time: Some(to_timestamp(b.start)),
+        end_time: Some(to_timestamp(b.end)),
+        kind: busy_kind_to_pb(b.kind).into(),
+        events,
+        meetings,
+    }
+}
+
+fn duration(field: &str, value: Option<prost_types::Duration>) -> Result<Option<chrono::Duration>, ApiError> {
+    value
+        .map(|d| {
+            if d.nanos != 0 || d.seconds < 0 {
+                return Err(ApiError::invalid(
+                    field,
+                    "must be a non-negative whole number of seconds",
+                ));
+            }
+            chrono::Duration::try_seconds(d.seconds).ok_or_else(|| ApiError::invalid(field, "is too long"))
+        })
+        .transpose()
+}
+
+/// `juy.calendar.v1.Availability`.
+#[derive(Debug, Clone)]
+pub struct AvailabilityApi(pub CalendarService);
+
+#[tonic::async_trait]
+impl pb::availability_server::Availability for AvailabilityApi {
+    async fn query_free_busy(
+        &self,
+        request: Request<pb::QueryFreeBusyRequest>,
+    ) -> Result<Response<pb::QueryFreeBusyResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let mut violations = Vec::new();
+        let mut collect = |r: Result<Option<DateTime<Utc>>, ApiError>| {
+            r.unwrap_or_else(|e| {
+                violations.extend(e.violations);
+                None
+            })
+        };
+        let start_time = collect(timestamp("start_time", req.start_time));
+        let end_time = collect(timestamp("end_time", req.end_time));
+        if !violations.is_empty() {
+            return Err(ApiError::invalid_fields(violations).into());
+        }
+        let users = self
+            .0
+            .query_free_busy(
+                &caller,
+                FreeBusyInput {
+                    users: req.users,
+                    start_time,
+                    end_time,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::QueryFreeBusyResponse {
+            users: users
+                .iter()
+                .map(|u| pb::UserFreeBusy {
+                    user: names::user(&u.user),
+                    state: availability_state_to_pb(u.state).into(),
+                    state_reason: u.state_reason.clone().unwrap_or_default(),
+                    busy: u.busy.iter().map(busy_to_pb).collect(),
+                    time_zone: u.time_zone.clone(),
+                    data_time: u.data_time.map(to_timestamp),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn find_slots(
+        &self,
+        request: Request<pb::FindSlotsRequest>,
+    ) -> Result<Response<pb::FindSlotsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let mut violations = Vec::new();
+        let collect_time = |r: Result<Option<DateTime<Utc>>, ApiError>, violations: &mut Vec<FieldViolation>| {
+            r.unwrap_or_else(|e| {
+                violations.extend(e.violations);
+                None
+            })
+        };
+        let start_time = collect_time(timestamp("start_time", req.start_time), &mut violations);
+        let end_time = collect_time(timestamp("end_time", req.end_time), &mut violations);
+        let mut durations = Vec::new();
+        for (field, value) in [
+            ("duration", req.duration),
+            ("granularity", req.granularity),
+            ("buffer_before", req.buffer_before),
+            ("buffer_after", req.buffer_after),
+        ] {
+            durations.push(duration(field, value).unwrap_or_else(|e| {
+                violations.extend(e.violations);
+                None
+            }));
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::invalid_fields(violations).into());
+        }
+        let input = SlotsInput {
+            invitees: req
+                .invitees
+                .into_iter()
+                .map(|i| SlotInviteeInput {
+                    user: i.user,
+                    optional: i.optional,
+                    time_zone: i.time_zone,
+                    working_hours: i.working_hours.into_iter().map(period_from_pb).collect(),
+                    ignore_working_hours: i.ignore_working_hours,
+                })
+                .collect(),
+            duration: durations[0],
+            start_time,
+            end_time,
+            granularity: durations[1],
+            buffer_before: durations[2],
+            buffer_after: durations[3],
+            time_zone: req.time_zone,
+            max_results: req.max_results,
+            tentative_is_free: req.tentative_is_free,
+        };
+        let found = self.0.find_slots(&caller, input).await?;
+        let user_name = |id: &str| format!("users/{id}");
+        Ok(Response::new(pb::FindSlotsResponse {
+            slots: found
+                .slots
+                .iter()
+                .map(|slot| pb::Slot {
+                    start_time: Some(to_timestamp(slot.start)),
+                    end_time: Some(to_timestamp(slot.end)),
+                    optional_free: slot.optional_free.iter().map(|u| user_name(u)).collect(),
+                    optional_busy: slot.optional_busy.iter().map(|u| user_name(u)).collect(),
+                })
+                .collect(),
+            conflicts: found
+                .conflicts
+                .iter()
+                .map(|c| pb::SlotConflict {
+                    user: names::user(&c.user),
+                    busy: c.busy.iter().map(busy_to_pb).collect(),
+                })
+                .collect(),
+            no_common_working_hours: found.no_common_hours,
+            incomplete: found
+                .incomplete
+                .iter()
+                .map(|(user, state, reason)| pb::InviteeAvailability {
+                    user: names::user(user),
+                    state: availability_state_to_pb(*state).into(),
+                    state_reason: reason.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }))
     }
 }
 
@@ -310,6 +649,8 @@ fn settings_to_pb(s: &Settings) -> pb::CalendarSettings {
             })
             .collect(),
         notification_channels: s.notification_channels.iter().map(channels_to_pb).collect(),
+        time_zone: s.time_zone.clone().unwrap_or_default(),
+        working_hours: s.working_hours.iter().map(period_to_pb).collect(),
     }
 }
 
@@ -394,7 +735,7 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         };
         let page = self.0.list_events(&caller, input).await?;
         Ok(Response::new(pb::ListEventsResponse {
-            events: page.items.iter().map(event_to_pb).collect(),
+            events: page.items.iter().map(listed_event_to_pb).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -459,14 +800,20 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
                 if !settings.notification_channels.is_empty() {
                     paths.push("notification_channels".to_owned());
                 }
+                if !settings.time_zone.is_empty() {
+                    paths.push("time_zone".to_owned());
+                }
+                if !settings.working_hours.is_empty() {
+                    paths.push("working_hours".to_owned());
+                }
                 paths
             }
         };
         for (i, path) in paths.iter().enumerate() {
-            if path != "calendar_modes" && path != "notification_channels" {
+            if !["calendar_modes", "notification_channels", "time_zone", "working_hours"].contains(&path.as_str()) {
                 return Err(ApiError::invalid(
                     format!("update_mask.paths[{i}]"),
-                    "must be `calendar_modes` or `notification_channels`",
+                    "must be `calendar_modes`, `notification_channels`, `time_zone` or `working_hours`",
                 )
                 .into());
             }
@@ -493,6 +840,9 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
                     })
                     .collect()
             }),
+            time_zone: has("time_zone").then(|| settings.time_zone.clone()),
+            working_hours: has("working_hours")
+                .then(|| settings.working_hours.iter().cloned().map(period_from_pb).collect()),
         };
         let settings = self.0.update_settings(&caller, patch).await?;
         Ok(Response::new(pb::UpdateCalendarSettingsResponse {
@@ -602,6 +952,68 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         let job = self.0.get_sync_job(&caller, &request.into_inner().name).await?;
         Ok(Response::new(pb::GetSyncJobResponse {
             job: Some(sync_job_to_pb(&job)),
+        }))
+    }
+
+    async fn create_meeting(
+        &self,
+        request: Request<pb::CreateMeetingRequest>,
+    ) -> Result<Response<pb::CreateMeetingResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let meeting = req.meeting.ok_or_else(|| ApiError::invalid("meeting", "is required"))?;
+        let input = CreateMeetingInput {
+            meeting: meeting_input(meeting)?,
+            allow_conflicts: req.allow_conflicts,
+            request_id: req.request_id,
+        };
+        let meeting = self.0.create_meeting(&caller, input).await?;
+        Ok(Response::new(pb::CreateMeetingResponse {
+            meeting: Some(meeting_to_pb(&meeting)),
+        }))
+    }
+
+    async fn get_meeting(
+        &self,
+        request: Request<pb::GetMeetingRequest>,
+    ) -> Result<Response<pb::GetMeetingResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let meeting = self.0.get_meeting(&caller, &req.name).await?;
+        Ok(Response::new(pb::GetMeetingResponse {
+            meeting: Some(meeting_to_pb(&meeting)),
+        }))
+    }
+
+    async fn update_meeting(
+        &self,
+        request: Request<pb::UpdateMeetingRequest>,
+    ) -> Result<Response<pb::UpdateMeetingResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let meeting = req.meeting.ok_or_else(|| ApiError::invalid("meeting", "is required"))?;
+        let name = meeting.name.clone();
+        let input = UpdateMeetingInput {
+            name,
+            meeting: meeting_input(meeting)?,
+            update_mask: req.update_mask.map(|m| m.paths).unwrap_or_default(),
+            allow_conflicts: req.allow_conflicts,
+        };
+        let meeting = self.0.update_meeting(&caller, input).await?;
+        Ok(Response::new(pb::UpdateMeetingResponse {
+            meeting: Some(meeting_to_pb(&meeting)),
+        }))
+    }
+
+    async fn cancel_meeting(
+        &self,
+        request: Request<pb::CancelMeetingRequest>,
+    ) -> Result<Response<pb::CancelMeetingResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let meeting = self.0.cancel_meeting(&caller, &req.name).await?;
+        Ok(Response::new(pb::CancelMeetingResponse {
+            meeting: Some(meeting_to_pb(&meeting)),
         }))
     }
 }

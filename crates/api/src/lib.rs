@@ -9,14 +9,17 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod availability;
 pub mod connect;
 pub mod error;
 pub mod grpc;
+pub mod meetings;
 pub mod names;
 pub mod paging;
 pub mod pb;
 pub mod rest;
 pub mod rest_connect;
+pub mod rest_meetings;
 pub mod rest_webhooks;
 pub mod service;
 pub mod telemetry;
@@ -31,8 +34,9 @@ use axum::middleware;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::Authenticator;
-use crate::grpc::{AdminApi, CalendarSyncApi};
+use crate::grpc::{AdminApi, AvailabilityApi, CalendarSyncApi};
 use crate::pb::v1::admin_server::AdminServer;
+use crate::pb::v1::availability_server::AvailabilityServer;
 use crate::pb::v1::calendar_sync_server::CalendarSyncServer;
 use crate::service::CalendarService;
 
@@ -66,6 +70,7 @@ pub async fn routers(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CalendarSyncServer<CalendarSyncApi>>().await;
     health.set_serving::<AdminServer<AdminApi>>().await;
+    health.set_serving::<AvailabilityServer<AvailabilityApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -80,6 +85,7 @@ pub async fn routers(
     let grpc = tonic::service::Routes::new(health_service)
         .add_service(CalendarSyncServer::new(CalendarSyncApi(service.clone())))
         .add_service(AdminServer::new(AdminApi(service.clone())))
+        .add_service(AvailabilityServer::new(AvailabilityApi(service.clone())))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .into_axum_router()

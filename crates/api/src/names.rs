@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use juy_domain::{AccountId, CalendarId, EventId, UserId};
+use juy_domain::{AccountId, CalendarId, EventId, MeetingId, UserId};
 
 use crate::error::ApiError;
 
@@ -20,6 +20,35 @@ pub fn calendar(id: CalendarId) -> String {
 /// The name of an event.
 pub fn event(id: EventId) -> String {
     format!("events/{id}")
+}
+
+/// The name of a meeting.
+pub fn meeting(id: MeetingId) -> String {
+    format!("meetings/{id}")
+}
+
+/// The name of a user.
+pub fn user(id: &UserId) -> String {
+    format!("users/{id}")
+}
+
+/// Parses `meetings/{uuid}` given in `field`.
+pub fn parse_meeting(field: &str, name: &str) -> Result<MeetingId, ApiError> {
+    parse(field, "meetings", name)
+}
+
+/// Parses `users/{id}` given in `field`; `users/me` is `caller`.
+pub fn parse_user(field: &str, name: &str, caller: &UserId) -> Result<UserId, ApiError> {
+    match name.strip_prefix("users/") {
+        Some("me") => Ok(caller.clone()),
+        Some(id) if !id.contains('/') => {
+            UserId::new(id).map_err(|_| ApiError::invalid(field, "must be a user name `users/{id}` with a valid id"))
+        }
+        _ => Err(ApiError::invalid(
+            field,
+            "must be a user name `users/{id}` or `users/me`",
+        )),
+    }
 }
 
 /// The name of a "sync now" job.

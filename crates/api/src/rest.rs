@@ -25,7 +25,7 @@ use crate::error::{ApiError, Problem};
 use crate::names;
 use crate::service::{
     AdminCalendar, AdminConnection, AdminListInput, CalendarService, ChannelsPatch, ListEventsInput, ListedCalendar,
-    ListedConnection, Settings, SettingsPatch,
+    ListedConnection, ListedEvent, Settings, SettingsPatch,
 };
 
 /// The authenticated caller, put in the request by the auth middleware.
@@ -211,6 +211,55 @@ pub struct EventJson {
     pub etag: Option<String>,
     /// When the provider last changed it.
     pub update_time: Option<DateTime<Utc>>,
+    /// Set when it is a Juy meeting the caller organised, `meetings/{uuid}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meeting: Option<String>,
+}
+
+impl From<&ListedEvent> for EventJson {
+    fn from(item: &ListedEvent) -> Self {
+        match item {
+            ListedEvent::Synced(event) => Self::from(event),
+            ListedEvent::Meeting { meeting, provider } => Self {
+                name: names::event(juy_domain::EventId(meeting.id.0)),
+                calendar: meeting.calendar_id.map(names::calendar).unwrap_or_default(),
+                provider: provider.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+                external_id: meeting.delivery.external_id.clone().unwrap_or_default(),
+                ical_uid: None,
+                title: Some(meeting.title.clone()),
+                location: meeting.location.clone(),
+                description: meeting.description.clone(),
+                start_time: meeting.start,
+                end_time: meeting.end,
+                time_zone: Some(meeting.time_zone.clone()),
+                all_day: false,
+                start_date: None,
+                end_date: None,
+                status: "confirmed".into(),
+                transparency: "opaque".into(),
+                self_response: "organizer".into(),
+                kind: "default".into(),
+                organizer: None,
+                attendees: meeting
+                    .attendee_emails
+                    .iter()
+                    .map(|email| AttendeeJson {
+                        email: email.clone(),
+                        display_name: None,
+                        response_status: "needs_action".into(),
+                        is_self: false,
+                        optional: false,
+                    })
+                    .collect(),
+                series_id: None,
+                instance_start_time: None,
+                reminders: Vec::new(),
+                etag: None,
+                update_time: Some(meeting.updated_at),
+                meeting: Some(names::meeting(meeting.id)),
+            },
+        }
+    }
 }
 
 impl From<&CalendarEvent> for EventJson {
@@ -248,6 +297,7 @@ impl From<&CalendarEvent> for EventJson {
                 .collect(),
             etag: e.etag.clone(),
             update_time: e.updated,
+            meeting: None,
         }
     }
 }
@@ -437,6 +487,11 @@ pub struct SettingsJson {
     pub calendar_modes: Vec<CalendarModeJson>,
     /// Every provider's channels.
     pub notification_channels: Vec<ChannelsJson>,
+    /// The availability zone (IANA); absent: the primary calendar's, else UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// The working week; empty: Monday to Friday 09:00-17:00.
+    pub working_hours: Vec<crate::rest_meetings::WorkingPeriodJson>,
 }
 
 impl From<&Settings> for SettingsJson {
@@ -461,6 +516,12 @@ impl From<&Settings> for SettingsJson {
                     sms: c.sms,
                 })
                 .collect(),
+            time_zone: s.time_zone.clone(),
+            working_hours: s
+                .working_hours
+                .iter()
+                .map(crate::rest_meetings::WorkingPeriodJson::from)
+                .collect(),
         }
     }
 }
@@ -473,6 +534,10 @@ pub struct SettingsPatchJson {
     pub calendar_modes: Option<Vec<CalendarModeJson>>,
     /// New channels for the listed providers.
     pub notification_channels: Option<Vec<ChannelsJson>>,
+    /// A new availability zone (IANA); `""` resets it.
+    pub time_zone: Option<String>,
+    /// A new working week (replaces the whole list); `[]` resets it.
+    pub working_hours: Option<Vec<crate::rest_meetings::WorkingPeriodJson>>,
 }
 
 /// One connection as admins see it.
@@ -865,10 +930,18 @@ pub async fn update_settings(
         if !violations.is_empty() {
             return Err(ApiError::invalid_fields(violations));
         }
+        let working_hours = patch.working_hours.map(|periods| {
+            periods
+                .into_iter()
+                .map(crate::rest_meetings::WorkingPeriodJson::into_input)
+                .collect()
+        });
         let patch = SettingsPatch {
             name: String::new(),
             calendar_modes,
             notification_channels,
+            time_zone: patch.time_zone,
+            working_hours,
         };
         service.update_settings(&caller, patch).await
     };
@@ -1041,10 +1114,13 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Juy Calendar Service REST API", description = "The REST bridge of the Calendar Service. Errors are RFC 9457 problem documents whose `code` is the gRPC status name."),
     paths(list_events, list_connections, list_calendars, get_settings, update_settings, sync_now, get_sync_job,
         admin_list_connections,
+        crate::rest_meetings::query_free_busy, crate::rest_meetings::find_slots,
+        crate::rest_meetings::create_meeting, crate::rest_meetings::get_meeting,
+        crate::rest_meetings::update_meeting, crate::rest_meetings::cancel_meeting,
         crate::rest_connect::start_connect, crate::rest_connect::oauth_callback, crate::rest_connect::connect_caldav,
         crate::rest_connect::revoke_connection, crate::rest_connect::admin_revoke_connection, healthz, readyz,
         crate::rest_webhooks::google, crate::rest_webhooks::microsoft, crate::rest_webhooks::microsoft_lifecycle),
-    components(schemas(Problem, crate::error::FieldViolation)),
+    components(schemas(Problem, crate::error::FieldViolation, crate::error::ConflictDetail)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -1067,6 +1143,15 @@ pub fn routes(service: CalendarService) -> Router {
         .route("/v1/calendar/sync", post(sync_now))
         .route("/v1/calendar/sync/{id}", get(get_sync_job))
         .route("/v1/admin/connections", get(admin_list_connections))
+        .route("/v1/calendar/freebusy", post(crate::rest_meetings::query_free_busy))
+        .route("/v1/calendar/slots", post(crate::rest_meetings::find_slots))
+        .route("/v1/calendar/meetings", post(crate::rest_meetings::create_meeting))
+        .route(
+            "/v1/calendar/meetings/{id}",
+            get(crate::rest_meetings::get_meeting)
+                .patch(crate::rest_meetings::update_meeting)
+                .delete(crate::rest_meetings::cancel_meeting),
+        )
         .route(
             "/v1/calendar/connections/{custom}",
             axum::routing::post(crate::rest_connect::connection_action),

@@ -44,11 +44,36 @@ pub struct CalendarService {
     wakeup: SyncWakeup,
     sync_now_poll: std::time::Duration,
     sync_now_limit: std::time::Duration,
+    stale_after: Duration,
 }
 
 impl std::fmt::Debug for CalendarService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CalendarService").finish_non_exhaustive()
+    }
+}
+
+/// One item of the merged events view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedEvent {
+    /// An event synced from a connected calendar.
+    Synced(CalendarEvent),
+    /// A Juy meeting the caller organised.
+    Meeting {
+        /// The meeting.
+        meeting: juy_domain::Meeting,
+        /// The provider of the calendar it is written to, if any.
+        provider: Option<Provider>,
+    },
+}
+
+impl ListedEvent {
+    /// The keyset order of the view: start, then id.
+    pub fn key(&self) -> (DateTime<Utc>, uuid::Uuid) {
+        match self {
+            ListedEvent::Synced(event) => (event.start, event.id.0),
+            ListedEvent::Meeting { meeting, .. } => (meeting.start, meeting.id.0),
+        }
     }
 }
 
@@ -76,6 +101,10 @@ pub struct Settings {
     pub calendar_modes: Vec<(CalendarId, CalendarMode)>,
     /// Every provider's channels.
     pub notification_channels: Vec<NotificationChannels>,
+    /// The availability zone, when set.
+    pub time_zone: Option<String>,
+    /// The working week, when set (empty: the default week).
+    pub working_hours: Vec<juy_availability::WorkingPeriod>,
 }
 
 /// A settings change; `None` parts are left as they are.
@@ -87,6 +116,10 @@ pub struct SettingsPatch {
     pub calendar_modes: Option<Vec<(String, Option<CalendarMode>)>>,
     /// New channels for the listed providers.
     pub notification_channels: Option<Vec<ChannelsPatch>>,
+    /// A new availability zone; empty resets it.
+    pub time_zone: Option<String>,
+    /// A new working week; empty resets it to the default.
+    pub working_hours: Option<Vec<crate::availability::WorkingPeriodInput>>,
 }
 
 /// One provider's new channels in a [`SettingsPatch`].
@@ -210,7 +243,20 @@ impl CalendarService {
             wakeup: SyncWakeup::new(),
             sync_now_poll: SYNC_NOW_POLL,
             sync_now_limit: SYNC_NOW_STREAM_LIMIT,
+            stale_after: crate::availability::DEFAULT_STALE_AFTER,
         }
+    }
+
+    /// How old a calendar's last successful sync may be before free/busy
+    /// stops counting its busy time as known (default
+    /// [`crate::availability::DEFAULT_STALE_AFTER`]).
+    pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
+    pub(crate) fn stale_after(&self) -> Duration {
+        self.stale_after
     }
 
     /// Wakes this replica's sync workers through `wakeup` when "sync now"
@@ -234,7 +280,7 @@ impl CalendarService {
         &self.wakeup
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.integrations.clock().now()
     }
 
@@ -244,7 +290,7 @@ impl CalendarService {
     }
 
     /// The caller's events from every connected calendar in a time range.
-    pub async fn list_events(&self, caller: &Caller, input: ListEventsInput) -> Result<Page<CalendarEvent>, ApiError> {
+    pub async fn list_events(&self, caller: &Caller, input: ListEventsInput) -> Result<Page<ListedEvent>, ApiError> {
         let mut violations = Vec::new();
         let mut violation = |field: &str, description: &str| {
             violations.push(FieldViolation {
@@ -333,17 +379,53 @@ impl CalendarService {
             after,
             limit: size as i64 + 1,
         };
-        let mut items = events::list_events(&mut conn, &key, &query).await?;
+        let synced = events::list_events(&mut conn, &key, &query).await?;
+        // The caller's Juy meetings are part of the merged view at once, before
+        // (and instead of) their copies in an external calendar.
+        let mut meetings = juy_store::meetings::list_meetings(
+            &mut conn,
+            &key,
+            &caller.user_id,
+            range,
+            after.map(|(at, id)| (at, id.0)),
+            size as i64 + 1,
+        )
+        .await?;
+        let filtered = !query.providers.is_empty() || !query.calendar_ids.is_empty();
+        let mut providers_of: HashMap<CalendarId, Provider> = HashMap::new();
+        if meetings.iter().any(|m| m.calendar_id.is_some()) {
+            for calendar in calendars::list_calendars(&mut conn, &key, &caller.user_id, None).await? {
+                providers_of.insert(calendar.id, calendar.provider);
+            }
+        }
+        meetings.retain(|m| {
+            !filtered
+                || m.calendar_id.is_some_and(|c| {
+                    (query.calendar_ids.is_empty() || query.calendar_ids.contains(&c))
+                        && (query.providers.is_empty()
+                            || providers_of.get(&c).is_some_and(|p| query.providers.contains(p)))
+                })
+        });
+        let mut items: Vec<ListedEvent> = synced
+            .into_iter()
+            .map(ListedEvent::Synced)
+            .chain(meetings.into_iter().map(|meeting| ListedEvent::Meeting {
+                provider: meeting.calendar_id.and_then(|c| providers_of.get(&c).copied()),
+                meeting,
+            }))
+            .collect();
+        items.sort_by_key(|item| item.key());
         let next_page_token = if items.len() > size {
             items.truncate(size);
             items
                 .last()
                 .map(|e| {
+                    let (start, id) = e.key();
                     paging::encode_token(
                         fingerprint,
                         &EventCursor {
-                            s: e.start.timestamp_micros(),
-                            i: e.id.0,
+                            s: start.timestamp_micros(),
+                            i: id,
                         },
                     )
                 })
@@ -507,9 +589,15 @@ impl CalendarService {
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
         let calendars = calendars::list_calendars(&mut conn, &key, &caller.user_id, None).await?;
         let channels = settings::notification_settings(&mut conn, &caller.user_id).await?;
+        let availability = juy_store::availability::settings_of(&mut conn, std::slice::from_ref(&caller.user_id))
+            .await?
+            .remove(&caller.user_id)
+            .unwrap_or_default();
         Ok(Settings {
             calendar_modes: calendars.iter().map(|c| (c.id, c.mode)).collect(),
             notification_channels: channels,
+            time_zone: availability.time_zone,
+            working_hours: availability.working_hours.unwrap_or_default(),
         })
     }
 
@@ -563,9 +651,36 @@ impl CalendarService {
                 }),
             }
         }
+        if let Some(zone) = patch.time_zone.as_deref().filter(|zone| !zone.is_empty())
+            && zone.parse::<chrono_tz::Tz>().is_err()
+        {
+            violations.push(FieldViolation {
+                field: "settings.time_zone".into(),
+                description: "must be an IANA time zone such as Europe/Berlin".into(),
+            });
+        }
+        let working_hours = match patch.working_hours.as_deref() {
+            Some(given) => match crate::availability::parse_periods("settings.working_hours", given) {
+                Ok(periods) => Some(periods),
+                Err(mut found) => {
+                    violations.append(&mut found);
+                    None
+                }
+            },
+            None => None,
+        };
         if !violations.is_empty() {
             return Err(ApiError::invalid_fields(violations));
         }
+        let availability = settings::AvailabilityPatch {
+            time_zone: patch
+                .time_zone
+                .as_deref()
+                .map(|zone| (!zone.is_empty()).then_some(zone)),
+            working_hours: working_hours
+                .as_deref()
+                .map(|periods| (!periods.is_empty()).then_some(periods)),
+        };
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
         if modes.iter().any(|(_, mode)| *mode == CalendarMode::Write) {
@@ -593,17 +708,24 @@ impl CalendarService {
                 }
             }
         }
-        let (_, channels) = settings::update_settings(&mut conn, &key, &caller.user_id, &modes, &channels)
-            .await
-            .map_err(|e| match e {
-                juy_store::StoreError::NotFound { what: _, id } => ApiError::not_found(format!("calendars/{id}")),
-                other => ApiError::from(other),
-            })?;
+        let (_, channels) =
+            settings::update_settings(&mut conn, &key, &caller.user_id, &modes, &channels, availability)
+                .await
+                .map_err(|e| match e {
+                    juy_store::StoreError::NotFound { what: _, id } => ApiError::not_found(format!("calendars/{id}")),
+                    other => ApiError::from(other),
+                })?;
         // The answer is the whole settings resource, not only what changed.
+        let stored = juy_store::availability::settings_of(&mut conn, std::slice::from_ref(&caller.user_id))
+            .await?
+            .remove(&caller.user_id)
+            .unwrap_or_default();
         let calendars = calendars::list_calendars(&mut conn, &key, &caller.user_id, None).await?;
         Ok(Settings {
             calendar_modes: calendars.iter().map(|c| (c.id, c.mode)).collect(),
             notification_channels: channels,
+            time_zone: stored.time_zone,
+            working_hours: stored.working_hours.unwrap_or_default(),
         })
     }
 

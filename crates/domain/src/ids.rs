@@ -96,6 +96,10 @@ uuid_id!(
     /// One stored event (an occurrence, for recurring series).
     EventId
 );
+uuid_id!(
+    /// A meeting organised in Juy.
+    MeetingId
+);
 
 /// Where a calendar lives. Apple iCloud is reached over CalDAV, which also
 /// serves any standards CalDAV server.

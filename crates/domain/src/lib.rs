@@ -10,6 +10,7 @@ mod account;
 mod clock;
 mod event;
 mod ids;
+mod meeting;
 mod range;
 
 pub use account::{AccountStatus, Calendar, CalendarMode, ConnectedAccount, NotificationChannels, SyncStatus};
@@ -18,7 +19,8 @@ pub use event::{
     AllDayDates, Attendee, CalendarEvent, EventKind, EventStatus, Reminder, ReminderMethod, ResponseStatus,
     Transparency,
 };
-pub use ids::{AccountId, CalendarId, EventId, Provider, UserId};
+pub use ids::{AccountId, CalendarId, EventId, MeetingId, Provider, UserId};
+pub use meeting::{Delivery, DeliveryState, Meeting, MeetingStatus, provider_key};
 pub use range::TimeRange;
 
 /// A value that does not fit the domain's rules, in the caller's terms.

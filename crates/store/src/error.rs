@@ -22,6 +22,14 @@ pub enum StoreError {
         /// The calendar.
         calendar_id: CalendarId,
     },
+    /// The row changed since the caller read it (optimistic concurrency): read again and retry.
+    #[error("{what} {id} changed meanwhile")]
+    Changed {
+        /// What changed, e.g. `meeting`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
     /// The caller passed arguments the store cannot act on.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -542,6 +542,11 @@ pub async fn list_events(
     if let Some((start, id)) = query.after {
         select = select.filter(e::start_at.gt(start).or(e::start_at.eq(start).and(e::id.gt(id.0))));
     }
+    // A Juy meeting's copy in an external calendar is listed as the meeting instead.
+    select = select.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "NOT EXISTS (SELECT 1 FROM meetings m WHERE m.user_id = user_calendar_events.user_id \
+         AND m.calendar_id = user_calendar_events.calendar_id AND m.external_id = user_calendar_events.external_id)",
+    ));
     let rows: Vec<EventRow> = select.load(conn).await?;
     rows.into_iter().map(|row| row.decode(key)).collect()
 }

@@ -11,10 +11,12 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod availability;
 pub mod calendars;
 mod error;
 pub mod events;
 pub mod keys;
+pub mod meetings;
 mod migrations;
 pub mod oauth_states;
 mod pool;

@@ -50,19 +50,34 @@ pub async fn notification_settings(
         .collect())
 }
 
-/// Applies calendar write modes and notification channels in one transaction,
-/// all or nothing, and returns the calendars changed (as
-/// [`crate::calendars::set_calendar_modes`] does) and the channels of every provider.
+/// A change of the availability settings: `None` keeps a part, `Some(None)` resets it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AvailabilityPatch<'a> {
+    /// The IANA zone.
+    pub time_zone: Option<Option<&'a str>>,
+    /// The working week.
+    pub working_hours: Option<Option<&'a [juy_availability::WorkingPeriod]>>,
+}
+
+/// Applies calendar write modes, notification channels and availability
+/// settings in one transaction, all or nothing, and returns the calendars
+/// changed (as [`crate::calendars::set_calendar_modes`] does) and the
+/// channels of every provider.
 pub async fn update_settings(
     conn: &mut AsyncPgConnection,
     key: &DataKey,
     user: &UserId,
     modes: &[(CalendarId, CalendarMode)],
     channels: &[NotificationChannels],
+    availability: AvailabilityPatch<'_>,
 ) -> Result<(Vec<Calendar>, Vec<NotificationChannels>), StoreError> {
     conn.transaction(async |conn| {
         let calendars = apply_calendar_modes(conn, key, user, modes).await?;
         store_channels(conn, user, channels).await?;
+        if availability.time_zone.is_some() || availability.working_hours.is_some() {
+            crate::availability::update_settings(conn, user, availability.time_zone, availability.working_hours)
+                .await?;
+        }
         let channels = notification_settings(conn, user).await?;
         Ok((calendars, channels))
     })

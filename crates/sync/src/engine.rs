@@ -123,6 +123,11 @@ impl Engine {
         &self.config
     }
 
+    /// Where it gets provider clients.
+    pub fn clients(&self) -> &Arc<dyn ClientSource> {
+        &self.clients
+    }
+
     /// The store it writes to.
     pub fn store(&self) -> &Store {
         &self.store

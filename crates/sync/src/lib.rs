@@ -20,6 +20,7 @@
 pub mod cursor;
 pub mod engine;
 mod metrics;
+pub mod outbox;
 pub mod push;
 pub mod worker;
 
@@ -94,6 +95,8 @@ pub struct SyncConfig {
     /// Push notifications (Google watch channels, Graph subscriptions);
     /// `None`: calendars are only polled.
     pub push: Option<push::PushConfig>,
+    /// The meeting write-back dispatcher.
+    pub outbox: outbox::OutboxConfig,
 }
 
 impl Default for SyncConfig {
@@ -118,6 +121,7 @@ impl Default for SyncConfig {
             cleanup_batch: 5000,
             job_retention: chrono::Duration::days(1),
             push: None,
+            outbox: outbox::OutboxConfig::default(),
         }
     }
 }

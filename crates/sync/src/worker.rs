@@ -47,6 +47,14 @@ pub fn spawn_workers(engine: Arc<Engine>, replica: &str, wakeup: Option<Wakeup>)
             stopped.clone(),
         )));
     }
+    for n in 0..engine.config().outbox.dispatchers {
+        tasks.push(crate::outbox::spawn_dispatcher(
+            Arc::clone(&engine),
+            format!("{replica}/outbox/{n}"),
+            wakeup.clone(),
+            stopped.clone(),
+        ));
+    }
     tasks.push(spawn_cleanup(Arc::clone(&engine), stopped));
     Workers { stop, tasks }
 }

@@ -39,6 +39,7 @@ async fn update_settings_applies_modes_and_channels_together() {
         &f.user,
         &[(calendar.id, CalendarMode::Write)],
         &[sms],
+        Default::default(),
     )
     .await
     .unwrap();
@@ -66,7 +67,7 @@ async fn update_settings_applies_modes_and_channels_together() {
         email: false,
         sms: false,
     };
-    let (_, channels) = update_settings(&mut f.conn, &f.key, &f.user, &[], &[sms, quiet])
+    let (_, channels) = update_settings(&mut f.conn, &f.key, &f.user, &[], &[sms, quiet], Default::default())
         .await
         .unwrap();
     assert_eq!(channels[1], quiet, "the last entry per provider wins");
@@ -96,6 +97,7 @@ async fn update_settings_with_an_unknown_calendar_changes_neither() {
             (CalendarId::new(), CalendarMode::ReadOnly),
         ],
         &[email],
+        Default::default(),
     )
     .await
     .unwrap_err();

@@ -1,0 +1,382 @@
+//! What free/busy and slot finding read: the busy facts of users' events
+//! (times, status, transparency, the owner's answer, the kind — never a
+//! sealed column, so answering decrypts nothing), the Juy meetings that make
+//! them busy, their calendars' health, and their availability settings.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use diesel::sql_types::{Array, Bool, Date, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use juy_availability::{BusyFacts, WorkingPeriod};
+use juy_domain::{AccountStatus, AllDayDates, CalendarId, EventId, MeetingId, SyncStatus, UserId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// How far beyond a range all-day events are read: their stored instants are
+/// in the event's zone, their busy time in the owner's, at most a day apart.
+const ALL_DAY_SLACK: Duration = Duration::hours(26);
+
+/// One event's busy facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusyEvent {
+    /// The owner.
+    pub user_id: UserId,
+    /// The event.
+    pub id: EventId,
+    /// Its calendar.
+    pub calendar_id: CalendarId,
+    /// What free/busy looks at.
+    pub facts: BusyFacts,
+}
+
+/// A scheduled Juy meeting overlapping a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusyMeeting {
+    /// The meeting.
+    pub id: MeetingId,
+    /// Its organiser.
+    pub organizer: UserId,
+    /// Its invitees.
+    pub invitees: Vec<UserId>,
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End.
+    pub end: DateTime<Utc>,
+}
+
+/// One calendar of a user, as free/busy judges its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarHealth {
+    /// The owner.
+    pub user_id: UserId,
+    /// The calendar.
+    pub calendar_id: CalendarId,
+    /// Its account's state.
+    pub account_status: AccountStatus,
+    /// How its last sync went.
+    pub sync_status: SyncStatus,
+    /// When it last synced successfully.
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// The account's main calendar.
+    pub is_primary: bool,
+    /// Its IANA zone, when known.
+    pub time_zone: Option<String>,
+}
+
+/// A user's availability settings as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AvailabilitySettings {
+    /// Their IANA zone, when set.
+    pub time_zone: Option<String>,
+    /// Their working week, when set (else the default week).
+    pub working_hours: Option<Vec<WorkingPeriod>>,
+}
+
+/// The stored JSON of one working period.
+#[derive(Serialize, Deserialize)]
+struct StoredPeriod {
+    day: String,
+    start: String,
+    end: String,
+}
+
+fn day_name(day: Weekday) -> &'static str {
+    match day {
+        Weekday::Mon => "mon",
+        Weekday::Tue => "tue",
+        Weekday::Wed => "wed",
+        Weekday::Thu => "thu",
+        Weekday::Fri => "fri",
+        Weekday::Sat => "sat",
+        Weekday::Sun => "sun",
+    }
+}
+
+fn encode_periods(periods: &[WorkingPeriod]) -> serde_json::Value {
+    let stored: Vec<StoredPeriod> = periods
+        .iter()
+        .map(|p| StoredPeriod {
+            day: day_name(p.day).to_owned(),
+            start: p.start.format("%H:%M").to_string(),
+            end: p.end.format("%H:%M").to_string(),
+        })
+        .collect();
+    serde_json::to_value(stored).unwrap_or(serde_json::Value::Null)
+}
+
+fn decode_periods(value: serde_json::Value) -> Result<Vec<WorkingPeriod>, StoreError> {
+    let corrupt = || StoreError::Corrupt("availability settings: working hours are not valid".into());
+    let stored: Vec<StoredPeriod> = serde_json::from_value(value).map_err(|_| corrupt())?;
+    stored
+        .into_iter()
+        .map(|p| {
+            Ok(WorkingPeriod {
+                day: p.day.parse().map_err(|_| corrupt())?,
+                start: NaiveTime::parse_from_str(&p.start, "%H:%M").map_err(|_| corrupt())?,
+                end: NaiveTime::parse_from_str(&p.end, "%H:%M").map_err(|_| corrupt())?,
+            })
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct BusyRow {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    calendar_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    start_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    end_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Date>)]
+    all_day_start: Option<NaiveDate>,
+    #[diesel(sql_type = Nullable<Date>)]
+    all_day_end: Option<NaiveDate>,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    transparency: String,
+    #[diesel(sql_type = Text)]
+    self_response: String,
+    #[diesel(sql_type = Text)]
+    kind: String,
+}
+
+fn user(id: String) -> Result<UserId, StoreError> {
+    UserId::new(id).map_err(|_| StoreError::Corrupt("a stored user id is not valid".into()))
+}
+
+/// The busy facts of every event of `users` that may be busy within
+/// `[from, to)` (all-day events a day around it, since their time depends on
+/// the owner's zone). Events that are free under every reading of the busy
+/// policy — cancelled, transparent, declined — are left in the database;
+/// the caller still applies `juy_availability::busy_kind` to the rest. A
+/// synced event that is the external copy of a Juy meeting is left out (the
+/// meeting counts instead, so a meeting being moved never conflicts with its
+/// own copy).
+pub async fn busy_events(
+    conn: &mut AsyncPgConnection,
+    users: &[UserId],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<BusyEvent>, StoreError> {
+    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+    let rows: Vec<BusyRow> = sql_query(
+        "SELECT e.user_id, e.id, e.calendar_id, e.start_at, e.end_at, e.all_day_start, e.all_day_end, \
+                e.status, e.transparency, e.self_response, e.kind \
+         FROM user_calendar_events e \
+         WHERE e.user_id = ANY($1) \
+           AND e.start_at < CASE WHEN e.all_day_start IS NULL THEN $3 ELSE $5 END \
+           AND e.end_at > CASE WHEN e.all_day_start IS NULL THEN $2 ELSE $4 END \
+           AND e.status <> 'cancelled' AND e.transparency = 'opaque' AND e.self_response <> 'declined' \
+           AND NOT EXISTS (SELECT 1 FROM meetings m \
+                           WHERE m.user_id = e.user_id AND m.calendar_id = e.calendar_id \
+                             AND m.external_id = e.external_id)",
+    )
+    .bind::<Array<Text>, _>(&users)
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .bind::<Timestamptz, _>(from - ALL_DAY_SLACK)
+    .bind::<Timestamptz, _>(to + ALL_DAY_SLACK)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let id = row.id;
+            let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
+            let all_day = match (row.all_day_start, row.all_day_end) {
+                (Some(start), Some(end)) => Some(AllDayDates { start, end }),
+                (None, None) => None,
+                _ => return Err(corrupt("only one all-day date is set")),
+            };
+            Ok(BusyEvent {
+                user_id: user(row.user_id)?,
+                id: EventId(row.id),
+                calendar_id: CalendarId(row.calendar_id),
+                facts: BusyFacts {
+                    start: row.start_at,
+                    end: row.end_at,
+                    all_day,
+                    status: row.status.parse().map_err(|_| corrupt("unknown status"))?,
+                    transparency: row.transparency.parse().map_err(|_| corrupt("unknown transparency"))?,
+                    self_response: row
+                        .self_response
+                        .parse()
+                        .map_err(|_| corrupt("unknown response status"))?,
+                    kind: row.kind.parse().map_err(|_| corrupt("unknown kind"))?,
+                },
+            })
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct MeetingRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Array<Text>)]
+    invitees: Vec<String>,
+    #[diesel(sql_type = Timestamptz)]
+    start_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    end_at: DateTime<Utc>,
+}
+
+/// The scheduled meetings overlapping `[from, to)` that `users` organise or
+/// are invited to, except `except`.
+pub async fn busy_meetings(
+    conn: &mut AsyncPgConnection,
+    users: &[UserId],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    except: Option<MeetingId>,
+) -> Result<Vec<BusyMeeting>, StoreError> {
+    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+    let rows: Vec<MeetingRow> = sql_query(
+        "SELECT id, user_id, invitees, start_at, end_at FROM meetings \
+         WHERE (user_id = ANY($1) OR invitees && $1) AND status = 'scheduled' \
+           AND start_at < $3 AND end_at > $2 AND ($4::uuid IS NULL OR id <> $4)",
+    )
+    .bind::<Array<Text>, _>(&users)
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .bind::<Nullable<SqlUuid>, _>(except.map(|id| id.0))
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(BusyMeeting {
+                id: MeetingId(row.id),
+                organizer: user(row.user_id)?,
+                invitees: row.invitees.into_iter().map(user).collect::<Result<_, _>>()?,
+                start: row.start_at,
+                end: row.end_at,
+            })
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct HealthRow {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    account_status: String,
+    #[diesel(sql_type = Text)]
+    sync_status: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_synced_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Bool)]
+    is_primary: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    time_zone: Option<String>,
+}
+
+/// The calendars of `users`' connections that are not revoked.
+pub async fn calendar_health(
+    conn: &mut AsyncPgConnection,
+    users: &[UserId],
+) -> Result<Vec<CalendarHealth>, StoreError> {
+    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+    let rows: Vec<HealthRow> = sql_query(
+        "SELECT c.user_id, c.id, a.status AS account_status, c.sync_status, c.last_synced_at, \
+                c.is_primary, c.time_zone \
+         FROM calendars c JOIN connected_accounts a ON a.user_id = c.user_id AND a.id = c.account_id \
+         WHERE c.user_id = ANY($1) AND a.status <> 'revoked' ORDER BY c.user_id, c.id",
+    )
+    .bind::<Array<Text>, _>(&users)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let corrupt = |what: &str| StoreError::Corrupt(format!("calendar {}: {what}", row.id));
+            Ok(CalendarHealth {
+                user_id: user(row.user_id.clone())?,
+                calendar_id: CalendarId(row.id),
+                account_status: row
+                    .account_status
+                    .parse()
+                    .map_err(|_| corrupt("unknown account status"))?,
+                sync_status: row.sync_status.parse().map_err(|_| corrupt("unknown sync status"))?,
+                last_synced_at: row.last_synced_at,
+                is_primary: row.is_primary,
+                time_zone: row.time_zone.clone(),
+            })
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct SettingsRow {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    time_zone: Option<String>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    working_hours: Option<serde_json::Value>,
+}
+
+/// The availability settings of `users` who have any.
+pub async fn settings_of(
+    conn: &mut AsyncPgConnection,
+    users: &[UserId],
+) -> Result<HashMap<UserId, AvailabilitySettings>, StoreError> {
+    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+    let rows: Vec<SettingsRow> =
+        sql_query("SELECT user_id, time_zone, working_hours FROM availability_settings WHERE user_id = ANY($1)")
+            .bind::<Array<Text>, _>(&users)
+            .load(conn)
+            .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                user(row.user_id)?,
+                AvailabilitySettings {
+                    time_zone: row.time_zone,
+                    working_hours: row.working_hours.map(decode_periods).transpose()?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Stores a user's availability settings; `None` in a field keeps what is
+/// stored, `Some(None)` clears it (back to the default).
+pub async fn update_settings(
+    conn: &mut AsyncPgConnection,
+    user: &UserId,
+    time_zone: Option<Option<&str>>,
+    working_hours: Option<Option<&[WorkingPeriod]>>,
+) -> Result<AvailabilitySettings, StoreError> {
+    let hours = working_hours.map(|hours| hours.map(encode_periods));
+    let row: SettingsRow = sql_query(
+        "INSERT INTO availability_settings AS s (user_id, time_zone, working_hours) VALUES ($1, $3, $5) \
+         ON CONFLICT (user_id) DO UPDATE SET \
+           time_zone = CASE WHEN $2 THEN excluded.time_zone ELSE s.time_zone END, \
+           working_hours = CASE WHEN $4 THEN excluded.working_hours ELSE s.working_hours END, \
+           updated_at = now() \
+         RETURNING user_id, time_zone, working_hours",
+    )
+    .bind::<Text, _>(user.as_str())
+    .bind::<Bool, _>(time_zone.is_some())
+    .bind::<Nullable<Text>, _>(time_zone.flatten())
+    .bind::<Bool, _>(hours.is_some())
+    .bind::<Nullable<Jsonb>, _>(hours.flatten())
+    .get_result(conn)
+    .await?;
+    Ok(AvailabilitySettings {
+        time_zone: row.time_zone,
+        working_hours: row.working_hours.map(decode_periods).transpose()?,
+    })
+}
