@@ -144,6 +144,13 @@ impl TestServer {
             .expect("grpc connect")
     }
 
+    /// A gRPC Availability client.
+    pub async fn availability(&self) -> juy_api::pb::v1::availability_client::AvailabilityClient<Channel> {
+        juy_api::pb::v1::availability_client::AvailabilityClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("grpc connect")
+    }
+
     /// A gRPC Admin client.
     pub async fn admin(&self) -> AdminClient<Channel> {
         AdminClient::connect(format!("http://{}", self.grpc_addr))

@@ -213,6 +213,67 @@ pub async fn link_caldav(
     .await
 }
 
+/// Links an account as the linking flow would after the user granted write
+/// access: an access token `secret` (OAuth; stored as valid for 30 days, so
+/// tests may move their clock ahead without a refresh — the sandbox measures
+/// its life on its own clock) or a password (CalDAV, `home_url` given),
+/// write scopes, and calendars the provider lets it write.
+pub async fn link_writable(
+    server: &TestServer,
+    user: &str,
+    provider: Provider,
+    external_id: &str,
+    secret: &str,
+    home_url: Option<&str>,
+    calendars: &[(&str, &str, bool)],
+) -> Linked {
+    let (credentials, scopes) = match provider {
+        Provider::Caldav => (
+            StoredCredentials::Password {
+                username: external_id.to_owned(),
+                password: secret.to_owned(),
+            },
+            Vec::new(),
+        ),
+        Provider::Google => (
+            StoredCredentials::OAuth {
+                access_token: secret.to_owned(),
+                expires_at: Utc::now() + Duration::days(30),
+                refresh_token: None,
+            },
+            vec!["https://www.googleapis.com/auth/calendar.events".to_owned()],
+        ),
+        Provider::Microsoft => (
+            StoredCredentials::OAuth {
+                access_token: secret.to_owned(),
+                expires_at: Utc::now() + Duration::days(30),
+                refresh_token: None,
+            },
+            vec!["Calendars.ReadWrite".to_owned()],
+        ),
+    };
+    let linked = link(
+        &server.store,
+        user,
+        provider,
+        external_id,
+        home_url.map(str::to_owned),
+        credentials,
+        scopes,
+        calendars,
+    )
+    .await;
+    let ids: Vec<uuid::Uuid> = linked.calendars.values().map(|c| c.0).collect();
+    let mut conn = server.store.conn().await.unwrap();
+    diesel::sql_query("UPDATE calendars SET can_write = true WHERE user_id = $1 AND id = ANY($2)")
+        .bind::<Text, _>(linked.user.as_str())
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(&ids)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    linked
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn link(
     store: &Store,

@@ -16,7 +16,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use juy_domain::{Clock as _, Provider, UserId};
 use juy_integration_tests::TestServer;
-use juy_integration_tests::caldav::Radicale;
+use juy_integration_tests::caldav::{CalDavFront, Radicale};
 use juy_integration_tests::providers::sandbox_env;
 use juy_integration_tests::sync::{
     self, Linked, calendars_of, clock_now, count, google_event, graph_event, link_caldav, link_oauth, link_oauth_until,
@@ -517,78 +517,6 @@ async fn an_expired_google_sync_token_converges_by_a_full_resync_keeping_old_row
         "one full listing: {listings:?}"
     );
     server.stop().await;
-}
-
-/// A front for Radicale that logs each request's method and path, so tests can count CalDAV requests.
-struct CalDavFront {
-    base_url: String,
-    log: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl CalDavFront {
-    async fn start(upstream: &str) -> Self {
-        use axum::body::Bytes;
-        use axum::extract::State;
-        use axum::http::{HeaderMap, Method, Uri};
-        use axum::response::IntoResponse as _;
-
-        type FrontState = (String, reqwest::Client, Arc<Mutex<Vec<(String, String)>>>);
-        async fn forward(
-            State((upstream, http, log)): State<FrontState>,
-            method: Method,
-            uri: Uri,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> axum::response::Response {
-            log.lock().unwrap().push((method.to_string(), uri.path().to_owned()));
-            let target = format!("{upstream}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
-            let mut request = http.request(reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(), target);
-            for (name, value) in &headers {
-                if name != "host" && name != "content-length" {
-                    request = request.header(name.as_str(), value.as_bytes());
-                }
-            }
-            let answer = request.body(body).send().await.unwrap();
-            let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
-            let mut out = HeaderMap::new();
-            for (name, value) in answer.headers() {
-                if name != "content-length" && name != "transfer-encoding" && name != "connection" {
-                    out.insert(
-                        axum::http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
-                        axum::http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
-                    );
-                }
-            }
-            let body = answer.bytes().await.unwrap();
-            (status, out, body).into_response()
-        }
-
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let state: FrontState = (upstream.to_owned(), reqwest::Client::new(), Arc::clone(&log));
-        let app = axum::Router::new().fallback(forward).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            base_url: format!("http://{addr}"),
-            log,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.base_url.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    fn requests(&self) -> Vec<(String, String)> {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn clear(&self) {
-        self.log.lock().unwrap().clear();
-    }
 }
 
 const CALDAV_USER: &str = "alice";

@@ -967,7 +967,7 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
             allow_conflicts: req.allow_conflicts,
             request_id: req.request_id,
         };
-        let meeting = self.0.create_meeting(&caller, input).await?;
+        let (meeting, _) = self.0.create_meeting(&caller, input).await?;
         Ok(Response::new(pb::CreateMeetingResponse {
             meeting: Some(meeting_to_pb(&meeting)),
         }))

@@ -174,8 +174,13 @@ impl CalendarService {
         Ok(gathered.first().map(|g| g.zone).unwrap_or(Tz::UTC))
     }
 
-    /// `CreateMeeting`.
-    pub async fn create_meeting(&self, caller: &Caller, input: CreateMeetingInput) -> Result<Meeting, ApiError> {
+    /// `CreateMeeting`: the meeting, and whether this request created it
+    /// (`false`: a retry with a `request_id` already used).
+    pub async fn create_meeting(
+        &self,
+        caller: &Caller,
+        input: CreateMeetingInput,
+    ) -> Result<(Meeting, bool), ApiError> {
         let m = &input.meeting;
         let mut violations = Vec::new();
         if m.title.trim().is_empty() {
@@ -238,7 +243,7 @@ impl CalendarService {
         if !request_id.is_empty()
             && let Some(existing) = meetings::find_by_request(&mut conn, &key, &caller.user_id, request_id).await?
         {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let calendar_id = if m.add_to_external_calendar {
             let owned = calendars::list_calendars(&mut conn, &key, &caller.user_id, None).await?;
@@ -320,7 +325,7 @@ impl CalendarService {
         if created && stored.calendar_id.is_some() {
             self.wakeup().notify();
         }
-        Ok(stored)
+        Ok((stored, created))
     }
 
     /// `GetMeeting`.

@@ -538,17 +538,11 @@ pub async fn create_meeting(
         allow_conflicts: request.allow_conflicts.unwrap_or(false),
         request_id: request.request_id.clone().unwrap_or_default(),
     };
-    let now = chrono::Utc::now();
-    let meeting = service
+    let (meeting, created) = service
         .create_meeting(&caller, input)
         .await
         .map_err(|e| e.rename_fields(rest_field))?;
-    // A meeting created before this request is a retry's answer.
-    let status = if meeting.created_at < now - chrono::Duration::seconds(5) {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let location = format!("/v1/calendar/meetings/{}", meeting.id);
     Ok((
         status,

@@ -75,6 +75,12 @@ struct RawSync {
     push_base_url: String,
     push_channel_hours: i64,
     push_renew_before_hours: i64,
+    /// Meeting write-back dispatchers per replica.
+    outbox_dispatchers: usize,
+    outbox_backoff_base_secs: i64,
+    outbox_max_attempts: i32,
+    /// How old a calendar's last sync may be before free/busy calls its busy time incomplete.
+    stale_after_secs: i64,
 }
 
 impl Default for RawSync {
@@ -99,6 +105,10 @@ impl Default for RawSync {
             push_base_url: String::new(),
             push_channel_hours: 144,
             push_renew_before_hours: 24,
+            outbox_dispatchers: d.outbox.dispatchers,
+            outbox_backoff_base_secs: d.outbox.backoff_base.num_seconds(),
+            outbox_max_attempts: d.outbox.max_attempts,
+            stale_after_secs: d.stale_after.num_seconds(),
         }
     }
 }
@@ -190,6 +200,27 @@ fn sync_config(raw: RawSync, event_ttl: chrono::Duration) -> Result<juy_sync::Sy
         cleanup_interval: Duration::from_secs(raw.cleanup_interval_secs),
         cleanup_batch: within("cleanup_batch", raw.cleanup_batch, 1..=100_000)?,
         push: push_config(&raw)?,
+        outbox: juy_sync::outbox::OutboxConfig {
+            dispatchers: usize::try_from(within(
+                "outbox_dispatchers",
+                i64::try_from(raw.outbox_dispatchers).unwrap_or(i64::MAX),
+                0..=16,
+            )?)
+            .unwrap_or(1),
+            backoff_base: chrono::Duration::seconds(within(
+                "outbox_backoff_base_secs",
+                raw.outbox_backoff_base_secs,
+                1..=3600,
+            )?),
+            max_attempts: i32::try_from(within(
+                "outbox_max_attempts",
+                i64::from(raw.outbox_max_attempts),
+                1..=100,
+            )?)
+            .unwrap_or(12),
+            ..juy_sync::outbox::OutboxConfig::default()
+        },
+        stale_after: chrono::Duration::seconds(within("stale_after_secs", raw.stale_after_secs, 60..=7 * 86_400)?),
         ..juy_sync::SyncConfig::default()
     })
 }

@@ -90,7 +90,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     let integrations = Arc::new(integrations);
     let wakeup = juy_api::SyncWakeup::new();
     let workers = start_sync(&settings, &store, &integrations, &wakeup);
-    let service = CalendarService::new(store.clone(), Arc::clone(&integrations)).with_wakeup(wakeup.clone());
+    let service = CalendarService::new(store.clone(), Arc::clone(&integrations)).with_wakeup(wakeup.clone())
+        .with_stale_after(settings.sync.stale_after);
     let routers = juy_api::routers(service, auth, settings.server.request_timeout).await?;
     let tls = settings.tls.as_ref().map(crate::tls::acceptor).transpose()?;
 

@@ -141,7 +141,7 @@ const ROUTES: &[(&str, &str, &str, &str)] = &[
     (
         "POST",
         "/_sandbox/faults",
-        r#"{"provider", one of "status" (+ "retry_after"?), "latency_ms", "kind": "truncated"|"malformed"; "count"?}"#,
+        r#"{"provider", one of "status" (+ "retry_after"?), "latency_ms", "late_answer_ms", "kind": "truncated"|"malformed"; "count"?}"#,
         "queue faults for the next API requests of a provider (OAuth endpoints are exempt)",
     ),
     ("DELETE", "/_sandbox/faults", "", "drop every waiting fault"),
@@ -903,6 +903,7 @@ fn fault_json(fault: &Fault) -> Value {
     match fault {
         Fault::Status { code, retry_after } => json!({"status": code, "retry_after": retry_after}),
         Fault::Latency(ms) => json!({"latency_ms": ms}),
+        Fault::LateAnswer(ms) => json!({"late_answer_ms": ms}),
         Fault::TruncatedBody => json!({"kind": "truncated"}),
         Fault::MalformedBody => json!({"kind": "malformed"}),
     }
@@ -927,10 +928,10 @@ async fn list_faults(State(sb): State<Sandbox>) -> Answer {
 async fn add_faults(State(sb): State<Sandbox>, bytes: Bytes) -> Answer {
     let body = Body::parse(
         &bytes,
-        &["provider", "status", "retry_after", "latency_ms", "kind", "count"],
+        &["provider", "status", "retry_after", "latency_ms", "late_answer_ms", "kind", "count"],
     )?;
     let provider = provider_named(body.choice("provider", &["google", "microsoft"])?);
-    let given: Vec<&str> = ["status", "latency_ms", "kind"]
+    let given: Vec<&str> = ["status", "latency_ms", "late_answer_ms", "kind"]
         .into_iter()
         .filter(|k| body.get(k).is_some())
         .collect();
@@ -938,7 +939,7 @@ async fn add_faults(State(sb): State<Sandbox>, bytes: Bytes) -> Answer {
         [] => {
             return Err(Problem::field(
                 "status",
-                "one of `status`, `latency_ms` or `kind` is required",
+                "one of `status`, `latency_ms`, `late_answer_ms` or `kind` is required",
             ));
         }
         [first, second, ..] => {
@@ -960,6 +961,8 @@ async fn add_faults(State(sb): State<Sandbox>, bytes: Bytes) -> Answer {
         }
     } else if let Some(ms) = body.opt_number("latency_ms", 1..=MAX_LATENCY_MS)? {
         Fault::Latency(ms)
+    } else if let Some(ms) = body.opt_number("late_answer_ms", 1..=MAX_LATENCY_MS)? {
+        Fault::LateAnswer(ms)
     } else if body.choice("kind", &["truncated", "malformed"])? == "truncated" {
         Fault::TruncatedBody
     } else {

@@ -71,6 +71,10 @@ pub enum Fault {
     },
     /// Delay the answer by this many milliseconds.
     Latency(u64),
+    /// Carry out the request, then hold its answer this many milliseconds: a
+    /// client that times out meanwhile never learns that its write was made
+    /// (what a retried create must survive without a duplicate).
+    LateAnswer(u64),
     /// Answer with a body cut in the middle.
     TruncatedBody,
     /// Answer with a body that is not JSON.
@@ -431,6 +435,7 @@ pub async fn serve_on(sandbox: Sandbox, addr: SocketAddr) -> Result<RunningSandb
             "/microsoft/v1.0/subscriptions/{id}",
             patch(push::graph_renew).delete(push::graph_unsubscribe),
         )
+        .layer(axum::middleware::from_fn_with_state(sandbox.clone(), late_answers))
         .merge(control::routes())
         .with_state(sandbox.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -447,6 +452,40 @@ pub async fn serve_on(sandbox: Sandbox, addr: SocketAddr) -> Result<RunningSandb
         task,
         sandbox,
     })
+}
+
+/// Applies a queued [`Fault::LateAnswer`] to the provider API request it is
+/// next for: the request is carried out, and its answer held back.
+async fn late_answers(
+    State(sb): State<Sandbox>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let provider = if path.starts_with("/google/calendar/") {
+        Some(Provider::Google)
+    } else if path.starts_with("/microsoft/v1.0/") {
+        Some(Provider::Microsoft)
+    } else {
+        None
+    };
+    let hold = provider.and_then(|p| {
+        let mut g = sb.lock();
+        let queue = g.faults.get_mut(pkey(p))?;
+        match queue.front() {
+            Some(Fault::LateAnswer(ms)) => {
+                let ms = *ms;
+                queue.pop_front();
+                Some(ms)
+            }
+            _ => None,
+        }
+    });
+    let response = next.run(request).await;
+    if let Some(ms) = hold {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    response
 }
 
 fn bearer(h: &HeaderMap) -> Option<String> {
@@ -617,6 +656,8 @@ async fn fault(sb: &Sandbox, p: Provider) -> Option<Response> {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             None
         }
+        // Taken off the queue by `late_answers` before the request reaches here.
+        Fault::LateAnswer(_) => None,
         Fault::TruncatedBody => {
             Some(([(header::CONTENT_TYPE, "application/json")], "{\"items\": [{\"id\"").into_response())
         }

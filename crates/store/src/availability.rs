@@ -173,8 +173,8 @@ pub async fn busy_events(
                 e.status, e.transparency, e.self_response, e.kind \
          FROM user_calendar_events e \
          WHERE e.user_id = ANY($1) \
-           AND e.start_at < CASE WHEN e.all_day_start IS NULL THEN $3 ELSE $5 END \
-           AND e.end_at > CASE WHEN e.all_day_start IS NULL THEN $2 ELSE $4 END \
+           AND e.start_at < $5 AND e.end_at > $4 \
+           AND (e.all_day_start IS NOT NULL OR (e.start_at < $3 AND e.end_at > $2)) \
            AND e.status <> 'cancelled' AND e.transparency = 'opaque' AND e.self_response <> 'declined' \
            AND NOT EXISTS (SELECT 1 FROM meetings m \
                            WHERE m.user_id = e.user_id AND m.calendar_id = e.calendar_id \

@@ -97,6 +97,9 @@ pub struct SyncConfig {
     pub push: Option<push::PushConfig>,
     /// The meeting write-back dispatcher.
     pub outbox: outbox::OutboxConfig,
+    /// How old a calendar's last successful sync may be before free/busy
+    /// calls its owner's busy time incomplete (read by the API).
+    pub stale_after: chrono::Duration,
 }
 
 impl Default for SyncConfig {
@@ -122,6 +125,7 @@ impl Default for SyncConfig {
             job_retention: chrono::Duration::days(1),
             push: None,
             outbox: outbox::OutboxConfig::default(),
+            stale_after: chrono::Duration::hours(1),
         }
     }
 }
