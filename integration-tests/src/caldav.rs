@@ -4,8 +4,8 @@
 //! stopped when dropped.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The tools venv's Python: `JUY_PYTHON` (set by `cargo xtask test`) or the default venv.
@@ -108,7 +108,11 @@ async fn forward(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    front.log.lock().unwrap().push((method.to_string(), uri.path().to_owned()));
+    front
+        .log
+        .lock()
+        .unwrap()
+        .push((method.to_string(), uri.path().to_owned()));
     let hold = if method == axum::http::Method::PUT {
         front.late_put.lock().unwrap().take()
     } else {
@@ -168,7 +172,11 @@ impl CalDavFront {
 
     /// The port it listens on (for the URL allow-list).
     pub fn port(&self) -> u16 {
-        self.base_url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+        self.base_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Every request so far: (method, path).

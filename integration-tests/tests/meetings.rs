@@ -36,7 +36,12 @@ const CALDAV_USER: &str = "carol";
 const CALDAV_PASSWORD: &str = "carol-app-password";
 
 /// Texts that must never reach another user.
-const SECRETS: &[&str] = &["Alice secret standup", "Bob private review", "Carol dentist", "Alice declined"];
+const SECRETS: &[&str] = &[
+    "Alice secret standup",
+    "Bob private review",
+    "Carol dentist",
+    "Alice declined",
+];
 
 struct World {
     server: TestServer,
@@ -141,12 +146,20 @@ async fn world() -> World {
     assert_eq!(caldav("MKCALENDAR", &collection, None).await.0, 201);
 
     // A day three days ahead, well inside the sync window.
-    let day = (Utc::now() + Duration::days(3)).duration_trunc(Duration::days(1)).unwrap();
+    let day = (Utc::now() + Duration::days(3))
+        .duration_trunc(Duration::days(1))
+        .unwrap();
 
     // Alice (Google): busy 09:00-10:00; a declined invitation 13:00-14:00 (free).
     sandbox.put_google_event(
         GOOGLE_CAL,
-        google("astandup", "Alice secret standup", at(day, 9, 0), at(day, 10, 0), json!({})),
+        google(
+            "astandup",
+            "Alice secret standup",
+            at(day, 9, 0),
+            at(day, 10, 0),
+            json!({}),
+        ),
     );
     sandbox.put_google_event(
         GOOGLE_CAL,
@@ -326,7 +339,10 @@ async fn slots(w: &World, caller: &str, from: DateTime<Utc>, to: DateTime<Utc>) 
                 }),
                 start_time: Some(ts(from)),
                 end_time: Some(ts(to)),
-                granularity: Some(prost_types::Duration { seconds: 1800, nanos: 0 }),
+                granularity: Some(prost_types::Duration {
+                    seconds: 1800,
+                    nanos: 0,
+                }),
                 time_zone: "UTC".into(),
                 max_results: 100,
                 ..Default::default()
@@ -447,14 +463,25 @@ async fn team_free_busy_and_slots_across_three_providers_hold_only_busy_time_and
     assert_eq!(busy(2), vec![(at(day, 11, 0), at(day, 12, 0), pb::BusyKind::Busy)]);
     // Alice's own interval is explained by her event; other users' never are.
     assert_eq!(answer.users[0].busy[0].events.len(), 1);
-    assert!(answer.users[1].busy.iter().chain(&answer.users[2].busy).all(|b| b.events.is_empty()));
+    assert!(
+        answer.users[1]
+            .busy
+            .iter()
+            .chain(&answer.users[2].busy)
+            .all(|b| b.events.is_empty())
+    );
     let text = format!("{answer:?}");
     for secret in SECRETS {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
     // Bob asking sees Alice's time as intervals only.
     let bobs_view = free_busy(&w, BOB, &[ALICE]).await;
-    assert!(bobs_view.users[0].busy.iter().all(|b| b.events.is_empty() && b.meetings.is_empty()));
+    assert!(
+        bobs_view.users[0]
+            .busy
+            .iter()
+            .all(|b| b.events.is_empty() && b.meetings.is_empty())
+    );
 
     // Slots: only truly free hours (tentative blocks by default).
     let found = slots(&w, ALICE, at(day, 8, 0), at(day, 17, 0)).await;
@@ -467,7 +494,10 @@ async fn team_free_busy_and_slots_across_three_providers_hold_only_busy_time_and
     let all_busy: Vec<_> = (0..3).flat_map(busy).collect();
     for start in slot_starts(&found) {
         let end = start + Duration::hours(1);
-        assert!(all_busy.iter().all(|(s, e, _)| *e <= start || *s >= end), "{start} overlaps busy time");
+        assert!(
+            all_busy.iter().all(|(s, e, _)| *e <= start || *s >= end),
+            "{start} overlaps busy time"
+        );
     }
     // Nothing fits 09:00-12:00: the conflicts say who is busy when, intervals only.
     let none = slots(&w, ALICE, at(day, 9, 0), at(day, 12, 0)).await;
@@ -494,7 +524,12 @@ async fn team_free_busy_and_slots_across_three_providers_hold_only_busy_time_and
         .unwrap();
     assert_eq!(rest["users"][1]["busy"][1]["kind"], "tentative", "{rest}");
     assert!(rest["users"][0]["busy"][0].get("events").is_none(), "{rest}");
-    assert!(rest["users"][2]["busy"][0]["events"][0].as_str().unwrap().starts_with("events/"));
+    assert!(
+        rest["users"][2]["busy"][0]["events"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("events/")
+    );
     let text = rest.to_string();
     for secret in SECRETS {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
@@ -514,7 +549,11 @@ async fn team_free_busy_and_slots_across_three_providers_hold_only_busy_time_and
         .json()
         .await
         .unwrap();
-    assert_eq!(rest_slots["slots"].as_array().unwrap().len(), expected.len(), "{rest_slots}");
+    assert_eq!(
+        rest_slots["slots"].as_array().unwrap().len(),
+        expected.len(),
+        "{rest_slots}"
+    );
     let bad = http
         .post(w.server.rest("/v1/calendar/slots"))
         .bearer_auth(token(ALICE, &[]))
@@ -532,7 +571,11 @@ async fn team_free_busy_and_slots_across_three_providers_hold_only_busy_time_and
         .iter()
         .map(|v| v["field"].as_str().unwrap())
         .collect();
-    assert_eq!(fields, ["duration_minutes", "end_time"].into_iter().collect(), "{problem}");
+    assert_eq!(
+        fields,
+        ["duration_minutes", "end_time"].into_iter().collect(),
+        "{problem}"
+    );
     w.server.stop().await;
 }
 
@@ -556,7 +599,11 @@ async fn a_meeting_over_busy_time_is_refused_with_the_conflicts_unless_allowed()
     let violations = &details.precondition_failure().unwrap().violations;
     let subjects: BTreeSet<&str> = violations.iter().map(|v| v.subject.as_str()).collect();
     // Alice (09:00-10:00) and Bob (09:30-11:00) are busy; Carol is free then.
-    assert_eq!(subjects, ["users/alice", "users/bob"].into_iter().collect(), "{violations:?}");
+    assert_eq!(
+        subjects,
+        ["users/alice", "users/bob"].into_iter().collect(),
+        "{violations:?}"
+    );
     let message = format!("{refused:?}");
     for secret in SECRETS {
         assert!(!message.contains(secret), "{secret} leaked: {message}");
@@ -645,18 +692,27 @@ async fn write_mode_meetings_reach_each_provider_exactly_once_even_when_the_firs
     let listed = list_events(&w, ALICE).await;
     assert_eq!(listed.iter().filter(|e| e.meeting == created.name).count(), 1);
 
-    w.sandbox.push_fault(juy_sandbox::Provider::Google, Fault::LateAnswer(2_500));
+    w.sandbox
+        .push_fault(juy_sandbox::Provider::Google, Fault::LateAnswer(2_500));
     let first = dispatch(&w).await;
     assert_eq!((first.delivered, first.retried), (0, 1), "the lost answer is retried");
     let pending = get(&w, ALICE, &created.name).await;
     assert_eq!(pending.delivery.as_ref().unwrap().state(), pb::DeliveryState::Pending);
     assert!(!pending.delivery.as_ref().unwrap().last_error.is_empty());
-    assert_eq!(w.sandbox.google_event_count(GOOGLE_CAL), google_before + 1, "the lost insert was made");
+    assert_eq!(
+        w.sandbox.google_event_count(GOOGLE_CAL),
+        google_before + 1,
+        "the lost insert was made"
+    );
     deliver_all(&w).await;
     let delivered = get(&w, ALICE, &created.name).await;
     let delivery = delivered.delivery.unwrap();
     assert_eq!(delivery.state(), pb::DeliveryState::Delivered, "{delivery:?}");
-    assert_eq!(w.sandbox.google_event_count(GOOGLE_CAL), google_before + 1, "exactly once");
+    assert_eq!(
+        w.sandbox.google_event_count(GOOGLE_CAL),
+        google_before + 1,
+        "exactly once"
+    );
     let at_google = w.sandbox.google_event(GOOGLE_CAL, &delivery.external_id).unwrap();
     assert_eq!(at_google["summary"], "Quarterly review");
 
@@ -664,7 +720,10 @@ async fn write_mode_meetings_reach_each_provider_exactly_once_even_when_the_firs
     sync::make_due(&w.server, &w.alice.user, alice_cal, w.clock.now()).await;
     sync_due(&w.engine, "w/0").await;
     let stored = sync::stored_events(&w.server, &w.alice.user, alice_cal).await;
-    assert!(stored.contains_key(&delivery.external_id), "the copy is synced: {stored:?}");
+    assert!(
+        stored.contains_key(&delivery.external_id),
+        "the copy is synced: {stored:?}"
+    );
     let listed = list_events(&w, ALICE).await;
     let noon: Vec<_> = listed
         .iter()
@@ -688,13 +747,18 @@ async fn write_mode_meetings_reach_each_provider_exactly_once_even_when_the_firs
     )
     .await
     .unwrap();
-    w.sandbox.push_fault(juy_sandbox::Provider::Microsoft, Fault::LateAnswer(2_500));
+    w.sandbox
+        .push_fault(juy_sandbox::Provider::Microsoft, Fault::LateAnswer(2_500));
     let report = dispatch(&w).await;
     assert_eq!(report.retried, 1, "{report:?}: {:?}", get(&w, BOB, &bobs.name).await);
     deliver_all(&w).await;
     let bobs = get(&w, BOB, &bobs.name).await;
     assert_eq!(bobs.delivery.as_ref().unwrap().state(), pb::DeliveryState::Delivered);
-    assert_eq!(w.sandbox.graph_event_count(GRAPH_CAL), graph_before + 1, "exactly once at Graph");
+    assert_eq!(
+        w.sandbox.graph_event_count(GRAPH_CAL),
+        graph_before + 1,
+        "exactly once at Graph"
+    );
     let at_graph = w.sandbox.graph_event(&bobs.delivery.unwrap().external_id).unwrap();
     assert_eq!(at_graph["subject"], "Bob's sync");
 
@@ -774,7 +838,9 @@ async fn write_mode_meetings_reach_each_provider_exactly_once_even_when_the_firs
     let at_google = w.sandbox.google_event(GOOGLE_CAL, &delivery.external_id).unwrap();
     assert_eq!(at_google["summary"], "Quarterly review (moved)");
     assert_eq!(
-        at_google["start"]["dateTime"].as_str().map(|s| DateTime::parse_from_rfc3339(s).unwrap().to_utc()),
+        at_google["start"]["dateTime"]
+            .as_str()
+            .map(|s| DateTime::parse_from_rfc3339(s).unwrap().to_utc()),
         Some(at(day, 13, 0))
     );
     w.server
@@ -818,7 +884,10 @@ async fn a_read_only_calendar_is_never_written() {
     .await
     .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(refused.get_error_details().error_info().unwrap().reason, "NO_WRITE_CALENDAR");
+    assert_eq!(
+        refused.get_error_details().error_info().unwrap().reason,
+        "NO_WRITE_CALENDAR"
+    );
     // Naming the Read-only calendar is refused too.
     set_mode(&w, ALICE, alice_cal, pb::CalendarMode::Write).await;
     let refused = create(
@@ -835,7 +904,10 @@ async fn a_read_only_calendar_is_never_written() {
     )
     .await
     .unwrap_err();
-    assert_eq!(refused.get_error_details().error_info().unwrap().reason, "CALENDAR_READ_ONLY");
+    assert_eq!(
+        refused.get_error_details().error_info().unwrap().reason,
+        "CALENDAR_READ_ONLY"
+    );
 
     // Created while in Write mode, then switched to Read-only before delivery:
     // the dispatcher checks again and writes nothing.
@@ -893,5 +965,199 @@ async fn free_busy_flags_users_without_calendars_or_with_stale_ones_instead_of_s
     // Unknown users are still reported with what is known, never silently as free.
     assert!(!answer.users[1].busy.is_empty());
     let _ = UserId::new(BOB).unwrap();
+    w.server.stop().await;
+}
+
+#[tokio::test]
+async fn meetings_and_working_hours_over_rest() {
+    let w = world().await;
+    let day = w.day;
+    let http = juy_integration_tests::http();
+    let alice = token(ALICE, &[]);
+
+    // Bob works 14:00-18:00 UTC on every weekday and weekend day.
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let hours: Vec<Value> = days
+        .iter()
+        .map(|d| json!({"day": d, "start_time": "14:00", "end_time": "18:00"}))
+        .collect();
+    let settings = http
+        .patch(w.server.rest("/v1/calendar/settings"))
+        .bearer_auth(token(BOB, &[]))
+        .json(&json!({"time_zone": "UTC", "working_hours": hours}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings.status().as_u16(), 200);
+    let settings: Value = settings.json().await.unwrap();
+    assert_eq!(settings["time_zone"], "UTC");
+    assert_eq!(settings["working_hours"].as_array().unwrap().len(), 7);
+    // A bad period is refused, naming it, and nothing changes.
+    let bad = http
+        .patch(w.server.rest("/v1/calendar/settings"))
+        .bearer_auth(token(BOB, &[]))
+        .json(&json!({"time_zone": "Mars/Olympus", "working_hours": [{"day": "mon", "start_time": "18:00", "end_time": "09:00"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let problem: Value = bad.json().await.unwrap();
+    let fields: BTreeSet<&str> = problem["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["time_zone", "working_hours[0].end_time"].into_iter().collect(),
+        "{problem}"
+    );
+    // Slots for Alice and Bob now honour Bob's setting (Alice's hours ignored).
+    let found: Value = http
+        .post(w.server.rest("/v1/calendar/slots"))
+        .bearer_auth(&alice)
+        .json(&json!({
+            "invitees": [{"user": "users/alice", "ignore_working_hours": true}, {"user": "users/bob"}],
+            "duration_minutes": 60, "granularity_minutes": 60, "time_zone": "UTC", "max_results": 100,
+            "start_time": at(day, 8, 0).to_rfc3339(), "end_time": at(day, 20, 0).to_rfc3339()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let starts: Vec<&str> = found["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["start_time"].as_str().unwrap())
+        .collect();
+    // 14:00 free, 15:00 Bob tentative, 16:00 and 17:00 free; 18:00 is after his hours.
+    let expected: Vec<String> = [14, 16, 17]
+        .iter()
+        .map(|&h| at(day, h, 0).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .collect();
+    assert_eq!(starts, expected, "{found}");
+
+    // Create, read, change and cancel a meeting over REST.
+    let created = http
+        .post(w.server.rest("/v1/calendar/meetings"))
+        .bearer_auth(&alice)
+        .json(
+            &json!({"title": "Design review", "start_time": at(day, 14, 0).to_rfc3339(),
+            "end_time": at(day, 15, 0).to_rfc3339(), "invitees": ["users/bob"],
+            "attendee_emails": ["bob@outlook.test"], "request_id": "rest-1"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["delivery"]["state"], "not_requested");
+    assert_eq!(created["invitees"], json!(["users/bob"]));
+    // The retried request answers 200 with the same meeting.
+    let retried = http
+        .post(w.server.rest("/v1/calendar/meetings"))
+        .bearer_auth(&alice)
+        .json(
+            &json!({"title": "Design review", "start_time": at(day, 14, 0).to_rfc3339(),
+            "end_time": at(day, 15, 0).to_rfc3339(), "invitees": ["users/bob"], "request_id": "rest-1"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status().as_u16(), 200);
+    assert_eq!(retried.json::<Value>().await.unwrap()["name"], created["name"]);
+    let read: Value = http
+        .get(w.server.rest(&location))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["title"], "Design review");
+    // Bob cannot read Alice's meeting.
+    let foreign = http
+        .get(w.server.rest(&location))
+        .bearer_auth(token(BOB, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status().as_u16(), 404);
+    // Moving it onto Bob's tentative hour is refused; a bad field is named.
+    let refused = http
+        .patch(w.server.rest(&location))
+        .bearer_auth(&alice)
+        .json(&json!({"start_time": at(day, 15, 0).to_rfc3339(), "end_time": at(day, 16, 0).to_rfc3339()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    assert_eq!(refused.json::<Value>().await.unwrap()["reason"], "MEETING_CONFLICTS");
+    let invalid = http
+        .patch(w.server.rest(&location))
+        .bearer_auth(&alice)
+        .json(&json!({"end_time": at(day, 13, 0).to_rfc3339()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status().as_u16(), 400);
+    assert_eq!(
+        invalid.json::<Value>().await.unwrap()["violations"][0]["field"],
+        "end_time"
+    );
+    let changed: Value = http
+        .patch(w.server.rest(&location))
+        .bearer_auth(&alice)
+        .json(&json!({"title": "Design review II", "location": ""}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (changed["title"].as_str(), changed["version"].as_i64()),
+        (Some("Design review II"), Some(2))
+    );
+    // Bob is busy at 14:00 by the meeting now.
+    let bob = free_busy(&w, BOB, &[BOB]).await;
+    assert!(
+        bob.users[0]
+            .busy
+            .iter()
+            .map(interval)
+            .any(|(s, e, k)| s == at(day, 14, 0) && e == at(day, 15, 0) && k == pb::BusyKind::Busy)
+    );
+    let cancelled = http
+        .delete(w.server.rest(&location))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status().as_u16(), 200);
+    assert_eq!(cancelled.json::<Value>().await.unwrap()["state"], "cancelled");
+    // Cancelled: free again, and no longer in the merged view.
+    let bob = free_busy(&w, BOB, &[BOB]).await;
+    assert!(
+        !bob.users[0]
+            .busy
+            .iter()
+            .map(interval)
+            .any(|(s, _, _)| s == at(day, 14, 0))
+    );
+    assert!(list_events(&w, ALICE).await.iter().all(|e| e.meeting.is_empty()));
+    let again = http
+        .patch(w.server.rest(&location))
+        .bearer_auth(&alice)
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 409);
     w.server.stop().await;
 }

@@ -323,7 +323,7 @@ impl CalendarService {
         )
         .await?;
         if created && stored.calendar_id.is_some() {
-            self.wakeup().notify();
+            self.outbox_wakeup().notify();
         }
         Ok((stored, created))
     }
@@ -480,7 +480,7 @@ impl CalendarService {
         }
         let stored = meetings::save_meeting(&mut conn, &key, &next, self.now()).await?;
         if stored.calendar_id.is_some() {
-            self.wakeup().notify();
+            self.outbox_wakeup().notify();
         }
         Ok(stored)
     }
@@ -500,7 +500,7 @@ impl CalendarService {
         };
         let stored = meetings::save_meeting(&mut conn, &key, &next, self.now()).await?;
         if stored.calendar_id.is_some() {
-            self.wakeup().notify();
+            self.outbox_wakeup().notify();
         }
         Ok(stored)
     }

@@ -42,6 +42,7 @@ pub struct CalendarService {
     pub(crate) store: Store,
     pub(crate) integrations: std::sync::Arc<crate::connect::Integrations>,
     wakeup: SyncWakeup,
+    outbox_wakeup: SyncWakeup,
     sync_now_poll: std::time::Duration,
     sync_now_limit: std::time::Duration,
     stale_after: Duration,
@@ -241,6 +242,7 @@ impl CalendarService {
             store,
             integrations,
             wakeup: SyncWakeup::new(),
+            outbox_wakeup: SyncWakeup::new(),
             sync_now_poll: SYNC_NOW_POLL,
             sync_now_limit: SYNC_NOW_STREAM_LIMIT,
             stale_after: crate::availability::DEFAULT_STALE_AFTER,
@@ -264,6 +266,17 @@ impl CalendarService {
     pub fn with_wakeup(mut self, wakeup: SyncWakeup) -> Self {
         self.wakeup = wakeup;
         self
+    }
+
+    /// Wakes this replica's meeting dispatchers through `wakeup` when a
+    /// meeting change waits to be written (without it, they find it at their next poll).
+    pub fn with_outbox_wakeup(mut self, wakeup: SyncWakeup) -> Self {
+        self.outbox_wakeup = wakeup;
+        self
+    }
+
+    pub(crate) fn outbox_wakeup(&self) -> &SyncWakeup {
+        &self.outbox_wakeup
     }
 
     /// How often a `SyncNow` stream reads its job, and how long it may stay

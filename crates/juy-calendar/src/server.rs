@@ -89,8 +89,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     .context("setting up the provider clients")?;
     let integrations = Arc::new(integrations);
     let wakeup = juy_api::SyncWakeup::new();
-    let workers = start_sync(&settings, &store, &integrations, &wakeup);
-    let service = CalendarService::new(store.clone(), Arc::clone(&integrations)).with_wakeup(wakeup.clone())
+    let outbox_wakeup = juy_api::SyncWakeup::new();
+    let workers = start_sync(&settings, &store, &integrations, &wakeup, &outbox_wakeup);
+    let service = CalendarService::new(store.clone(), Arc::clone(&integrations))
+        .with_wakeup(wakeup.clone())
+        .with_outbox_wakeup(outbox_wakeup)
         .with_stale_after(settings.sync.stale_after);
     let routers = juy_api::routers(service, auth, settings.server.request_timeout).await?;
     let tls = settings.tls.as_ref().map(crate::tls::acceptor).transpose()?;
@@ -142,6 +145,7 @@ fn start_sync(
     store: &Store,
     integrations: &Arc<juy_api::connect::Integrations>,
     wakeup: &juy_api::SyncWakeup,
+    outbox_wakeup: &juy_api::SyncWakeup,
 ) -> juy_sync::Workers {
     let clients = {
         let integrations = Arc::clone(integrations);
@@ -160,11 +164,13 @@ fn start_sync(
         Arc::new(juy_domain::SystemClock),
         settings.sync.clone(),
     ));
-    let signal = wakeup.clone();
-    let wake: juy_sync::Wakeup = Arc::new(move || {
+    let wake_on = |signal: &juy_api::SyncWakeup| -> juy_sync::Wakeup {
         let signal = signal.clone();
-        Box::pin(async move { signal.notified().await })
-    });
+        Arc::new(move || {
+            let signal = signal.clone();
+            Box::pin(async move { signal.notified().await })
+        })
+    };
     // Unique across replicas: host, process and a random part (pids repeat across containers).
     let replica = format!(
         "{}-{}-{:08x}",
@@ -173,7 +179,7 @@ fn start_sync(
         rand::random::<u32>()
     );
     tracing::info!(replica, workers = settings.sync.workers, "starting sync workers");
-    juy_sync::spawn_workers(engine, &replica, Some(wake))
+    juy_sync::spawn_workers(engine, &replica, Some(wake_on(wakeup)), Some(wake_on(outbox_wakeup)))
 }
 
 async fn serve(

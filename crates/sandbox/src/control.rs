@@ -928,7 +928,15 @@ async fn list_faults(State(sb): State<Sandbox>) -> Answer {
 async fn add_faults(State(sb): State<Sandbox>, bytes: Bytes) -> Answer {
     let body = Body::parse(
         &bytes,
-        &["provider", "status", "retry_after", "latency_ms", "late_answer_ms", "kind", "count"],
+        &[
+            "provider",
+            "status",
+            "retry_after",
+            "latency_ms",
+            "late_answer_ms",
+            "kind",
+            "count",
+        ],
     )?;
     let provider = provider_named(body.choice("provider", &["google", "microsoft"])?);
     let given: Vec<&str> = ["status", "latency_ms", "late_answer_ms", "kind"]

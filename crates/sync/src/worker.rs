@@ -34,8 +34,16 @@ impl Workers {
 }
 
 /// Starts `engine.config().workers` workers named `{replica}/{n}` (names
-/// must be unique across replicas) and the cleanup job.
-pub fn spawn_workers(engine: Arc<Engine>, replica: &str, wakeup: Option<Wakeup>) -> Workers {
+/// must be unique across replicas), `engine.config().outbox.dispatchers`
+/// meeting dispatchers and the cleanup job. `wakeup` wakes the workers,
+/// `outbox_wakeup` the dispatchers (separate signals, so one kind never
+/// takes the other's wake-up).
+pub fn spawn_workers(
+    engine: Arc<Engine>,
+    replica: &str,
+    wakeup: Option<Wakeup>,
+    outbox_wakeup: Option<Wakeup>,
+) -> Workers {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     for n in 0..engine.config().workers {
@@ -51,7 +59,7 @@ pub fn spawn_workers(engine: Arc<Engine>, replica: &str, wakeup: Option<Wakeup>)
         tasks.push(crate::outbox::spawn_dispatcher(
             Arc::clone(&engine),
             format!("{replica}/outbox/{n}"),
-            wakeup.clone(),
+            outbox_wakeup.clone(),
             stopped.clone(),
         ));
     }
