@@ -38,7 +38,8 @@ TIMEOUT = 10  # seconds: the deadline of every call
 MAX_PAGES = 1000  # a pager that runs longer than this never ends
 SETTINGS_NAME = "users/me/calendarSettings"
 CALENDAR_SYNC = "juy.calendar.v1.CalendarSync"
-EXPECTED_SERVICES = (CALENDAR_SYNC, "juy.calendar.v1.Admin", "grpc.health.v1.Health")
+AVAILABILITY = "juy.calendar.v1.Availability"
+EXPECTED_SERVICES = (CALENDAR_SYNC, AVAILABILITY, "juy.calendar.v1.Admin", "grpc.health.v1.Health")
 FIXTURE_KEYS = (
     "target", "proto_dir", "user_token", "other_user_token", "admin_token",
     "range_start", "range_end", "expected_event_names", "expected_event_titles",
@@ -59,6 +60,7 @@ class Context:
     channel: grpc.Channel
     pb: types.SimpleNamespace  # the generated *_pb2 modules
     calendar_sync: object  # CalendarSyncStub
+    availability: object  # AvailabilityStub
     admin: object  # AdminStub
 
 
@@ -376,6 +378,79 @@ def test_settings_updates_are_all_or_nothing(ctx):
               f"{source}: updating channels changed the mode of {writable}")
 
 
+def free_busy_request(ctx, users):
+    request = ctx.pb.availability.QueryFreeBusyRequest(users=users)
+    set_timestamp(request.start_time, ctx.fixture["range_start"])
+    set_timestamp(request.end_time, ctx.fixture["range_end"])
+    return request
+
+
+def test_free_busy_explains_only_the_callers_own_time(ctx):
+    request = free_busy_request(ctx, ["users/me"])
+    mine = ctx.availability.QueryFreeBusy(request, metadata=bearer(ctx.fixture["user_token"]),
+                                          timeout=TIMEOUT)
+    check(len(mine.users) == 1 and mine.users[0].user == "users/alice", f"users {mine.users}")
+    explained = {name for interval in mine.users[0].busy for name in interval.events}
+    expected = set(ctx.fixture["expected_event_names"])
+    check(explained and explained <= expected,
+          f"own intervals name {sorted(explained)}, not a non-empty subset of the seeded events")
+    # Bob asking about Alice: the same intervals, and nothing but intervals.
+    theirs = ctx.availability.QueryFreeBusy(free_busy_request(ctx, ["users/alice"]),
+                                            metadata=bearer(ctx.fixture["other_user_token"]),
+                                            timeout=TIMEOUT)
+    spans = [(i.start_time.seconds, i.end_time.seconds, i.kind) for i in theirs.users[0].busy]
+    own_spans = [(i.start_time.seconds, i.end_time.seconds, i.kind) for i in mine.users[0].busy]
+    check(spans == own_spans, "another user sees other intervals than the owner")
+    leaked = [i for i in theirs.users[0].busy if i.events or i.meetings]
+    check(not leaked, f"another user sees what caused the intervals: {leaked}")
+    answer = theirs.SerializeToString()
+    titles = [t for t in ctx.fixture["expected_event_titles"] if t and t.encode() in answer]
+    check(not titles, f"titles in another user's answer: {titles}")
+
+
+def test_find_slots_names_bad_fields(ctx):
+    request = ctx.pb.availability.FindSlotsRequest(
+        invitees=[ctx.pb.availability.SlotInvitee(user="users/bob"),
+                  ctx.pb.availability.SlotInvitee(user="not-a-user")])
+    request.duration.seconds = 60
+    set_timestamp(request.start_time, ctx.fixture["range_start"])
+    set_timestamp(request.end_time, ctx.fixture["range_end"])
+    try:
+        ctx.availability.FindSlots(request, metadata=bearer(ctx.fixture["user_token"]), timeout=TIMEOUT)
+    except grpc.RpcError as error:
+        check(error.code() == grpc.StatusCode.INVALID_ARGUMENT, f"code {error.code().name}")
+        fields = bad_request_fields(error)
+        check({"duration", "invitees[1].user"} <= set(fields), f"violations name {fields}")
+        return
+    raise CheckFailed("FindSlots accepted a 1-minute meeting and a malformed user")
+
+
+def test_a_conflicting_meeting_is_refused_with_precondition_details(ctx):
+    token = ctx.fixture["user_token"]
+    start = datetime.datetime.fromisoformat(ctx.fixture["range_start"].replace("Z", "+00:00"))
+    mine = ctx.availability.QueryFreeBusy(free_busy_request(ctx, ["users/me"]),
+                                          metadata=bearer(token), timeout=TIMEOUT)
+    busy = [i for i in mine.users[0].busy if i.kind == ctx.pb.availability.BUSY_KIND_BUSY]
+    check(busy, "the seeded user has busy time")
+    meeting = ctx.pb.resources.Meeting(title="Contract check", invitees=["users/bob"])
+    meeting.start_time.CopyFrom(busy[0].start_time)
+    meeting.end_time.CopyFrom(busy[0].end_time)
+    try:
+        ctx.calendar_sync.CreateMeeting(ctx.pb.calendar_sync.CreateMeetingRequest(meeting=meeting),
+                                        metadata=bearer(token), timeout=TIMEOUT)
+    except grpc.RpcError as error:
+        check(error.code() == grpc.StatusCode.FAILED_PRECONDITION, f"code {error.code().name}")
+        status = rpc_status.from_call(error)
+        subjects = []
+        for detail in status.details:
+            failure = error_details_pb2.PreconditionFailure()
+            if detail.Unpack(failure):
+                subjects += [v.subject for v in failure.violations]
+        check("users/alice" in subjects, f"precondition violations name {subjects}")
+        return
+    raise CheckFailed(f"a meeting over busy time from {start} was created")
+
+
 def test_admin_list_connections_needs_the_admin_role(ctx):
     admin_list = ctx.admin.ListConnections
     request_class = ctx.pb.admin.AdminListConnectionsRequest
@@ -396,6 +471,9 @@ TESTS = (
     test_authentication_and_isolation,
     test_invalid_arguments_name_the_field,
     test_settings_updates_are_all_or_nothing,
+    test_free_busy_explains_only_the_callers_own_time,
+    test_find_slots_names_bad_fields,
+    test_a_conflicting_meeting_is_refused_with_precondition_details,
     test_admin_list_connections_needs_the_admin_role,
 )
 
@@ -440,6 +518,8 @@ def load_stubs(out_dir):
         resources=importlib.import_module(f"{package}.resources_pb2"),
         calendar_sync=importlib.import_module(f"{package}.calendar_sync_pb2"),
         calendar_sync_grpc=importlib.import_module(f"{package}.calendar_sync_pb2_grpc"),
+        availability=importlib.import_module(f"{package}.availability_pb2"),
+        availability_grpc=importlib.import_module(f"{package}.availability_pb2_grpc"),
         admin=importlib.import_module(f"{package}.admin_pb2"),
         admin_grpc=importlib.import_module(f"{package}.admin_pb2_grpc"),
     )
@@ -482,6 +562,7 @@ def run_all(fixture, out_dir):
             raise RuntimeError(f"no server at {fixture['target']} within {TIMEOUT} s") from None
         ctx = Context(fixture=fixture, channel=channel, pb=pb,
                       calendar_sync=pb.calendar_sync_grpc.CalendarSyncStub(channel),
+                      availability=pb.availability_grpc.AvailabilityStub(channel),
                       admin=pb.admin_grpc.AdminStub(channel))
         return [run_test(test, ctx) for test in TESTS]
 
