@@ -206,6 +206,75 @@ async fn world() -> World {
     .await;
     assert!(put.0 < 300, "{put:?}");
 
+    // The next two days hold one event for each row of the busy policy, per provider.
+    let next = day + Duration::days(1);
+    let date = |d: DateTime<Utc>| d.format("%Y-%m-%d").to_string();
+    for (id, title, hour, extra) in [
+        ("gooo", "Alice away", 9, json!({"eventType": "outOfOffice"})),
+        (
+            "gwhere",
+            "Alice at home",
+            10,
+            json!({"eventType": "workingLocation", "transparency": "transparent"}),
+        ),
+        ("gfree", "Alice free", 11, json!({"transparency": "transparent"})),
+        (
+            "gask",
+            "Alice unanswered",
+            12,
+            json!({"attendees": [{"email": "alice@gmail.test", "self": true, "responseStatus": "needsAction"}]}),
+        ),
+    ] {
+        sandbox.put_google_event(
+            GOOGLE_CAL,
+            google(id, title, at(next, hour, 0), at(next, hour + 1, 0), extra),
+        );
+    }
+    sandbox.put_google_event(
+        GOOGLE_CAL,
+        json!({"id": "gallday", "summary": "Alice offsite",
+            "start": {"date": date(next + Duration::days(1))}, "end": {"date": date(next + Duration::days(2))}}),
+    );
+    for (id, hour, show_as, response) in [
+        ("mooo", 9, "oof", "organizer"),
+        ("mwhere", 10, "workingElsewhere", "organizer"),
+        ("mdeclined", 11, "busy", "declined"),
+        ("mask", 12, "busy", "notResponded"),
+    ] {
+        let mut event = graph(id, "Bob policy", at(next, hour, 0), at(next, hour + 1, 0), show_as);
+        event["responseStatus"] = json!({"response": response});
+        sandbox.put_graph_event(GRAPH_CAL, event);
+    }
+    for (uid, hour, extra) in [
+        ("ctentative", 9, "STATUS:TENTATIVE\r\n"),
+        ("ccancelled", 10, "STATUS:CANCELLED\r\n"),
+    ] {
+        let put = caldav(
+            "PUT",
+            &format!("{collection}{uid}.ics"),
+            Some(ical(
+                uid,
+                "Carol policy",
+                at(next, hour, 0),
+                at(next, hour + 1, 0),
+                extra,
+            )),
+        )
+        .await;
+        assert!(put.0 < 300, "{put:?}");
+    }
+    let all_day = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Juy//Test//EN\r\nBEGIN:VEVENT\r\nUID:callday\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:{}\r\nDTEND;VALUE=DATE:{}\r\nSUMMARY:Carol offsite\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        (next + Duration::days(1)).format("%Y%m%d"),
+        (next + Duration::days(2)).format("%Y%m%d")
+    );
+    assert!(
+        caldav("PUT", &format!("{collection}callday.ics"), Some(all_day))
+            .await
+            .0
+            < 300
+    );
+
     let mut env = sandbox_env(&running);
     env.extend(
         [
@@ -1159,5 +1228,75 @@ async fn meetings_and_working_hours_over_rest() {
         .await
         .unwrap();
     assert_eq!(again.status().as_u16(), 409);
+    w.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_busy_policy_holds_for_every_provider_and_all_day_events_follow_the_owners_zone() {
+    use chrono::TimeZone as _;
+    let w = world().await;
+    let next = w.day + Duration::days(1);
+    // Alice lives in Berlin: her all-day event runs from Berlin midnight to Berlin midnight.
+    let settings = juy_integration_tests::http()
+        .patch(w.server.rest("/v1/calendar/settings"))
+        .bearer_auth(token(ALICE, &[]))
+        .json(&json!({"time_zone": "Europe/Berlin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings.status().as_u16(), 200);
+    let berlin_midnight = |d: DateTime<Utc>| {
+        chrono_tz::Europe::Berlin
+            .from_local_datetime(&d.date_naive().and_hms_opt(0, 0, 0).unwrap())
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let answer = w
+        .server
+        .availability()
+        .await
+        .query_free_busy(authed(
+            pb::QueryFreeBusyRequest {
+                users: vec!["users/alice".into(), "users/bob".into(), "users/carol".into()],
+                start_time: Some(ts(next)),
+                end_time: Some(ts(next + Duration::days(2))),
+            },
+            &token(ALICE, &[]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let busy = |i: usize| answer.users[i].busy.iter().map(interval).collect::<Vec<_>>();
+    assert_eq!(answer.users[0].time_zone, "Europe/Berlin");
+    // Google: out of office; working location, transparent: free; unanswered: tentative; all-day: busy.
+    assert_eq!(
+        busy(0),
+        vec![
+            (at(next, 9, 0), at(next, 10, 0), pb::BusyKind::OutOfOffice),
+            (at(next, 12, 0), at(next, 13, 0), pb::BusyKind::Tentative),
+            (
+                berlin_midnight(next + Duration::days(1)),
+                berlin_midnight(next + Duration::days(2)),
+                pb::BusyKind::Busy
+            ),
+        ]
+    );
+    // Graph: oof; working elsewhere and declined: free; not responded: tentative.
+    assert_eq!(
+        busy(1),
+        vec![
+            (at(next, 9, 0), at(next, 10, 0), pb::BusyKind::OutOfOffice),
+            (at(next, 12, 0), at(next, 13, 0), pb::BusyKind::Tentative),
+        ]
+    );
+    // CalDAV: tentative; cancelled: free; all-day in Carol's zone (UTC: she set none).
+    assert_eq!(
+        busy(2),
+        vec![
+            (at(next, 9, 0), at(next, 10, 0), pb::BusyKind::Tentative),
+            (next + Duration::days(1), next + Duration::days(2), pb::BusyKind::Busy),
+        ]
+    );
     w.server.stop().await;
 }
