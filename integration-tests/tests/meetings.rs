@@ -442,6 +442,17 @@ fn meeting(title: &str, start: DateTime<Utc>, end: DateTime<Utc>, invitees: &[&s
     }
 }
 
+/// A create request for a meeting written to the organiser's external calendar.
+fn external(title: &str, start: DateTime<Utc>, end: DateTime<Utc>, invitees: &[&str]) -> pb::CreateMeetingRequest {
+    pb::CreateMeetingRequest {
+        meeting: Some(pb::Meeting {
+            add_to_external_calendar: true,
+            ..meeting(title, start, end, invitees)
+        }),
+        ..Default::default()
+    }
+}
+
 async fn create(w: &World, caller: &str, request: pb::CreateMeetingRequest) -> Result<pb::Meeting, tonic::Status> {
     w.server
         .calendar()
@@ -803,19 +814,9 @@ async fn write_mode_meetings_reach_each_provider_exactly_once_even_when_the_firs
 
     // Graph: the same, deduplicated by the transactionId.
     let graph_before = w.sandbox.graph_event_count(GRAPH_CAL);
-    let bobs = create(
-        &w,
-        BOB,
-        pb::CreateMeetingRequest {
-            meeting: Some(pb::Meeting {
-                add_to_external_calendar: true,
-                ..meeting("Bob's sync", at(day, 14, 0), at(day, 14, 30), &[])
-            }),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let bobs = create(&w, BOB, external("Bob's sync", at(day, 14, 0), at(day, 14, 30), &[]))
+        .await
+        .unwrap();
     w.sandbox
         .push_fault(juy_sandbox::Provider::Microsoft, Fault::LateAnswer(2_500));
     let report = dispatch(&w).await;
@@ -835,13 +836,7 @@ async fn write_mode_meetings_reach_each_provider_exactly_once_even_when_the_firs
     let carols = create(
         &w,
         CAROL,
-        pb::CreateMeetingRequest {
-            meeting: Some(pb::Meeting {
-                add_to_external_calendar: true,
-                ..meeting("Carol one-to-one", at(day, 16, 0), at(day, 16, 30), &[])
-            }),
-            ..Default::default()
-        },
+        external("Carol one-to-one", at(day, 16, 0), at(day, 16, 30), &[]),
     )
     .await
     .unwrap();
@@ -939,19 +934,9 @@ async fn a_read_only_calendar_is_never_written() {
     let team_cal = w.alice.calendars[GOOGLE_READ_CAL];
 
     // Asked for, refused: no calendar of Alice's is in Write mode.
-    let refused = create(
-        &w,
-        ALICE,
-        pb::CreateMeetingRequest {
-            meeting: Some(pb::Meeting {
-                add_to_external_calendar: true,
-                ..meeting("Nope", at(day, 12, 0), at(day, 12, 30), &[])
-            }),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let refused = create(&w, ALICE, external("Nope", at(day, 12, 0), at(day, 12, 30), &[]))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert_eq!(
         refused.get_error_details().error_info().unwrap().reason,
@@ -980,19 +965,9 @@ async fn a_read_only_calendar_is_never_written() {
 
     // Created while in Write mode, then switched to Read-only before delivery:
     // the dispatcher checks again and writes nothing.
-    let created = create(
-        &w,
-        ALICE,
-        pb::CreateMeetingRequest {
-            meeting: Some(pb::Meeting {
-                add_to_external_calendar: true,
-                ..meeting("Late switch", at(day, 12, 0), at(day, 12, 30), &[])
-            }),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let created = create(&w, ALICE, external("Late switch", at(day, 12, 0), at(day, 12, 30), &[]))
+        .await
+        .unwrap();
     set_mode(&w, ALICE, alice_cal, pb::CalendarMode::ReadOnly).await;
     w.sandbox.clear_log();
     let report = dispatch(&w).await;

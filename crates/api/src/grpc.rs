@@ -60,6 +60,15 @@ fn timestamp(field: &str, value: Option<prost_types::Timestamp>) -> Result<Optio
         .transpose()
 }
 
+/// A value parsed from one field, or `None` with the field's violations
+/// added to `violations` (so every bad field of a request is named at once).
+fn collected<T>(parsed: Result<Option<T>, ApiError>, violations: &mut Vec<FieldViolation>) -> Option<T> {
+    parsed.unwrap_or_else(|e| {
+        violations.extend(e.violations);
+        None
+    })
+}
+
 fn to_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
@@ -321,14 +330,8 @@ fn period_from_pb(p: pb::WorkingPeriod) -> WorkingPeriodInput {
 
 fn meeting_input(m: pb::Meeting) -> Result<MeetingInput, ApiError> {
     let mut violations = Vec::new();
-    let mut collect = |r: Result<Option<DateTime<Utc>>, ApiError>| {
-        r.unwrap_or_else(|e| {
-            violations.extend(e.violations);
-            None
-        })
-    };
-    let start_time = collect(timestamp("meeting.start_time", m.start_time));
-    let end_time = collect(timestamp("meeting.end_time", m.end_time));
+    let start_time = collected(timestamp("meeting.start_time", m.start_time), &mut violations);
+    let end_time = collected(timestamp("meeting.end_time", m.end_time), &mut violations);
     if !violations.is_empty() {
         return Err(ApiError::invalid_fields(violations));
     }
@@ -408,14 +411,8 @@ impl pb::availability_server::Availability for AvailabilityApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let mut violations = Vec::new();
-        let mut collect = |r: Result<Option<DateTime<Utc>>, ApiError>| {
-            r.unwrap_or_else(|e| {
-                violations.extend(e.violations);
-                None
-            })
-        };
-        let start_time = collect(timestamp("start_time", req.start_time));
-        let end_time = collect(timestamp("end_time", req.end_time));
+        let start_time = collected(timestamp("start_time", req.start_time), &mut violations);
+        let end_time = collected(timestamp("end_time", req.end_time), &mut violations);
         if !violations.is_empty() {
             return Err(ApiError::invalid_fields(violations).into());
         }
@@ -452,14 +449,8 @@ impl pb::availability_server::Availability for AvailabilityApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let mut violations = Vec::new();
-        let collect_time = |r: Result<Option<DateTime<Utc>>, ApiError>, violations: &mut Vec<FieldViolation>| {
-            r.unwrap_or_else(|e| {
-                violations.extend(e.violations);
-                None
-            })
-        };
-        let start_time = collect_time(timestamp("start_time", req.start_time), &mut violations);
-        let end_time = collect_time(timestamp("end_time", req.end_time), &mut violations);
+        let start_time = collected(timestamp("start_time", req.start_time), &mut violations);
+        let end_time = collected(timestamp("end_time", req.end_time), &mut violations);
         let mut durations = Vec::new();
         for (field, value) in [
             ("duration", req.duration),
@@ -467,10 +458,7 @@ impl pb::availability_server::Availability for AvailabilityApi {
             ("buffer_before", req.buffer_before),
             ("buffer_after", req.buffer_after),
         ] {
-            durations.push(duration(field, value).unwrap_or_else(|e| {
-                violations.extend(e.violations);
-                None
-            }));
+            durations.push(collected(duration(field, value), &mut violations));
         }
         if !violations.is_empty() {
             return Err(ApiError::invalid_fields(violations).into());
@@ -704,14 +692,8 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let mut violations = Vec::new();
-        let mut collect = |r: Result<Option<DateTime<Utc>>, ApiError>| {
-            r.unwrap_or_else(|e| {
-                violations.extend(e.violations);
-                None
-            })
-        };
-        let start_time = collect(timestamp("start_time", req.start_time));
-        let end_time = collect(timestamp("end_time", req.end_time));
+        let start_time = collected(timestamp("start_time", req.start_time), &mut violations);
+        let end_time = collected(timestamp("end_time", req.end_time), &mut violations);
         let mut providers = Vec::new();
         for (i, p) in req.providers.iter().enumerate() {
             match provider_from_pb(*p) {
