@@ -1275,3 +1275,36 @@ async fn the_busy_policy_holds_for_every_provider_and_all_day_events_follow_the_
     );
     w.server.stop().await;
 }
+
+#[tokio::test]
+async fn meetings_racing_for_one_persons_time_cannot_both_be_booked() {
+    let w = world().await;
+    let day = w.day;
+    // Six organisers at once want Carol for the same free half hour.
+    let organisers = ["dora", "emil", "fred", "gina", "hugo", "ines"];
+    let attempts = organisers.iter().map(|organiser| {
+        create(
+            &w,
+            organiser,
+            pb::CreateMeetingRequest {
+                meeting: Some(meeting("Grab Carol", at(day, 14, 0), at(day, 14, 30), &[CAROL])),
+                ..Default::default()
+            },
+        )
+    });
+    let results = futures::future::join_all(attempts).await;
+    let booked = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(booked, 1, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    }
+    let carol = free_busy(&w, CAROL, &[CAROL]).await;
+    let at_two: Vec<_> = carol.users[0]
+        .busy
+        .iter()
+        .filter(|b| interval(b).0 == at(day, 14, 0))
+        .collect();
+    assert_eq!(at_two.len(), 1);
+    assert_eq!(at_two[0].meetings.len(), 1, "one meeting holds the slot");
+    w.server.stop().await;
+}

@@ -283,14 +283,6 @@ impl CalendarService {
             Some(zone) => zone,
             None => self.organiser_zone(&mut conn, &caller.user_id).await?,
         };
-        if !input.allow_conflicts {
-            let mut people = vec![caller.user_id.clone()];
-            people.extend(invitees.iter().cloned());
-            let conflicts = self.conflicts(&mut conn, &people, start, end, None).await?;
-            if !conflicts.is_empty() {
-                return Err(ApiError::conflicts(conflicts));
-            }
-        }
         let now = self.now();
         let id = MeetingId::new();
         let meeting = Meeting {
@@ -311,16 +303,25 @@ impl CalendarService {
             created_at: now,
             updated_at: now,
         };
-        let (stored, created) = meetings::insert_meeting(
-            &mut conn,
-            &key,
-            &meetings::NewMeeting {
-                id,
-                request_id: (!request_id.is_empty()).then_some(request_id),
-                meeting: &meeting,
-            },
-            now,
-        )
+        let people: Vec<UserId> = std::iter::once(caller.user_id.clone())
+            .chain(meeting.invitees.iter().cloned())
+            .collect();
+        let new = meetings::NewMeeting {
+            id,
+            request_id: (!request_id.is_empty()).then_some(request_id),
+            meeting: &meeting,
+        };
+        // The check and the insert it allows run under the people's locks:
+        // two meetings racing for one person's time cannot both pass.
+        let (stored, created) = meetings::with_people_locked(&mut conn, &people, async |conn| {
+            if !input.allow_conflicts {
+                let conflicts = self.conflicts(conn, &people, start, end, None).await?;
+                if !conflicts.is_empty() {
+                    return Err(ApiError::conflicts(conflicts));
+                }
+            }
+            Ok::<_, ApiError>(meetings::insert_meeting(conn, &key, &new, now).await?)
+        })
         .await?;
         if created && stored.calendar_id.is_some() {
             self.outbox_wakeup().notify();
@@ -462,23 +463,30 @@ impl CalendarService {
             .filter(|u| !current.invitees.contains(u))
             .cloned()
             .collect();
-        if !input.allow_conflicts && (moved || !added.is_empty()) {
-            // A new time is checked for everyone; an unchanged time only for those just invited.
-            let people: Vec<UserId> = if moved {
-                std::iter::once(caller.user_id.clone())
-                    .chain(next.invitees.iter().cloned())
-                    .collect()
-            } else {
-                added
-            };
-            let conflicts = self
-                .conflicts(&mut conn, &people, next.start, next.end, Some(id))
-                .await?;
-            if !conflicts.is_empty() {
-                return Err(ApiError::conflicts(conflicts));
+        // A new time is checked for everyone; an unchanged time only for those just invited.
+        let check: Vec<UserId> = if input.allow_conflicts {
+            Vec::new()
+        } else if moved {
+            std::iter::once(caller.user_id.clone())
+                .chain(next.invitees.iter().cloned())
+                .collect()
+        } else {
+            added
+        };
+        let people: Vec<UserId> = std::iter::once(caller.user_id.clone())
+            .chain(next.invitees.iter().cloned())
+            .collect();
+        let now = self.now();
+        let stored = meetings::with_people_locked(&mut conn, &people, async |conn| {
+            if !check.is_empty() {
+                let conflicts = self.conflicts(conn, &check, next.start, next.end, Some(id)).await?;
+                if !conflicts.is_empty() {
+                    return Err(ApiError::conflicts(conflicts));
+                }
             }
-        }
-        let stored = meetings::save_meeting(&mut conn, &key, &next, self.now()).await?;
+            Ok::<_, ApiError>(meetings::save_meeting(conn, &key, &next, now).await?)
+        })
+        .await?;
         if stored.calendar_id.is_some() {
             self.outbox_wakeup().notify();
         }

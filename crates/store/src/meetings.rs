@@ -592,3 +592,48 @@ pub async fn find_by_request(
     .await?;
     rows.into_iter().next().map(|row| row.decode(key)).transpose()
 }
+
+/// Runs `section` in one transaction after taking a transaction-scoped
+/// advisory lock for each of `people` (in a fixed order, so two sections
+/// never deadlock). Meeting creations and moves involving a same person
+/// thereby run one after the other: the conflict check a section makes and
+/// the write it then allows cannot interleave with another's. The
+/// transaction commits when `section` succeeds and rolls back when it fails;
+/// a section dropped half-way leaves the connection in a transaction, which
+/// the pool discards rather than reuses.
+pub async fn with_people_locked<T, E, F>(conn: &mut AsyncPgConnection, people: &[UserId], section: F) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+{
+    use diesel_async::{AnsiTransactionManager, TransactionManager as _};
+
+    let mut keys: Vec<&str> = people.iter().map(UserId::as_str).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    AnsiTransactionManager::begin_transaction(conn)
+        .await
+        .map_err(StoreError::from)?;
+    let locked = sql_query(
+        "SELECT count(pg_advisory_xact_lock(hashtextextended('juy.meetings.' || person, 0))) AS locked \
+         FROM unnest($1::text[]) AS person",
+    )
+    .bind::<Array<Text>, _>(&keys)
+    .execute(conn)
+    .await;
+    let result = match locked {
+        Ok(_) => section(conn).await,
+        Err(error) => Err(StoreError::from(error).into()),
+    };
+    match &result {
+        Ok(_) => AnsiTransactionManager::commit_transaction(conn)
+            .await
+            .map_err(StoreError::from)?,
+        Err(_) => {
+            // The section's error is what the caller needs; a failed rollback
+            // leaves the connection broken, and the pool drops it.
+            let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+        }
+    }
+    result
+}
