@@ -46,7 +46,7 @@ const SECRETS: &[&str] = &[
 struct World {
     server: TestServer,
     sandbox: Sandbox,
-    _running: juy_sandbox::RunningSandbox,
+    running: juy_sandbox::RunningSandbox,
     _radicale: Radicale,
     front: CalDavFront,
     clock: Arc<FixedClock>,
@@ -330,7 +330,7 @@ async fn world() -> World {
     World {
         server,
         sandbox,
-        _running: running,
+        running,
         _radicale: radicale,
         front,
         clock,
@@ -1306,5 +1306,93 @@ async fn meetings_racing_for_one_persons_time_cannot_both_be_booked() {
         .collect();
     assert_eq!(at_two.len(), 1);
     assert_eq!(at_two[0].meetings.len(), 1, "one meeting holds the slot");
+    w.server.stop().await;
+}
+
+/// What a dispatcher that died right after the provider's answer left behind:
+/// it leased the delivery, and the provider made the event under the
+/// meeting's key; nothing of the answer reached our database.
+async fn die_after_the_provider_call(w: &World, meeting_name: &str, calendar: &str) {
+    let id = juy_domain::MeetingId(meeting_name.trim_start_matches("meetings/").parse().unwrap());
+    {
+        let mut conn = w.server.store.conn().await.unwrap();
+        let leased = juy_store::meetings::lease_due(&mut conn, "dead/0", Utc::now(), Duration::minutes(2), 10)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+    }
+    let event = json!({
+        "id": juy_domain::provider_key(id),
+        "summary": "made by the dead dispatcher",
+        "start": {"dateTime": at(w.day, 17, 0).to_rfc3339()},
+        "end": {"dateTime": at(w.day, 17, 30).to_rfc3339()},
+    });
+    let made = juy_integration_tests::http()
+        .post(format!("{}/calendars/{calendar}/events", w.running.google_api_base()))
+        .bearer_auth(w.sandbox.mint_access_token(GOOGLE_SUB))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
+}
+
+#[tokio::test]
+async fn a_dispatcher_dying_between_the_provider_call_and_our_commit_never_makes_a_second_event() {
+    let w = world().await;
+    let day = w.day;
+    let alice_cal = w.alice.calendars[GOOGLE_CAL];
+    set_mode(&w, ALICE, alice_cal, pb::CalendarMode::Write).await;
+    let before = w.sandbox.google_event_count(GOOGLE_CAL);
+
+    // Retried after the dead dispatcher's lease ran out: the same event.
+    let created = create(&w, ALICE, external("Crash test", at(day, 17, 0), at(day, 17, 30), &[]))
+        .await
+        .unwrap();
+    die_after_the_provider_call(&w, &created.name, GOOGLE_CAL).await;
+    assert_eq!(w.sandbox.google_event_count(GOOGLE_CAL), before + 1);
+    assert_eq!(
+        dispatch(&w).await,
+        DispatchReport::default(),
+        "leased by the dead dispatcher"
+    );
+    deliver_all(&w).await;
+    let delivered = get(&w, ALICE, &created.name).await;
+    assert_eq!(
+        delivered.delivery.as_ref().unwrap().state(),
+        pb::DeliveryState::Delivered
+    );
+    assert_eq!(w.sandbox.google_event_count(GOOGLE_CAL), before + 1, "no second event");
+
+    // Cancelled before any answer was recorded: the event is found by its key and removed.
+    let doomed = create(
+        &w,
+        ALICE,
+        external("Crash and cancel", at(day, 18, 0), at(day, 18, 30), &[]),
+    )
+    .await
+    .unwrap();
+    w.clock.advance(Duration::minutes(5));
+    die_after_the_provider_call(&w, &doomed.name, GOOGLE_CAL).await;
+    assert_eq!(w.sandbox.google_event_count(GOOGLE_CAL), before + 2);
+    w.server
+        .calendar()
+        .await
+        .cancel_meeting(authed(
+            pb::CancelMeetingRequest {
+                name: doomed.name.clone(),
+            },
+            &token(ALICE, &[]),
+        ))
+        .await
+        .unwrap();
+    deliver_all(&w).await;
+    let cancelled = get(&w, ALICE, &doomed.name).await;
+    assert_eq!(cancelled.delivery.unwrap().state(), pb::DeliveryState::Delivered);
+    assert_eq!(
+        w.sandbox.google_event_count(GOOGLE_CAL),
+        before + 1,
+        "the orphan is gone"
+    );
     w.server.stop().await;
 }
