@@ -124,6 +124,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             health
                 .set_not_serving::<juy_api::pb::v1::admin_server::AdminServer<juy_api::grpc::AdminApi>>()
                 .await;
+            health
+                .set_not_serving::<juy_api::pb::v1::availability_server::AvailabilityServer<
+                    juy_api::grpc::AvailabilityApi,
+                >>()
+                .await;
         };
         let (grpc, rest, ()) = tokio::join!(grpc, rest, health_task);
         grpc.and(rest)
