@@ -1,7 +1,7 @@
 //! Developer commands, so a fresh machine needs exactly two:
 //! `cargo xtask dev` (the service with its database and a dev token) and
 //! `cargo xtask test` (the whole test suite against real servers); plus
-//! `cargo xtask bench` (the sync pipeline's benchmarks, BENCHMARKS.md).
+//! `cargo xtask bench` (the sync pipeline's and availability's benchmarks, BENCHMARKS.md).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -27,9 +27,9 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Benchmark the sync pipeline (sandbox/Radicale over HTTP → client → normaliser → encryption → PostgreSQL), release build.
+    /// Benchmark the sync pipeline (sandbox/Radicale over HTTP → client → normaliser → encryption → PostgreSQL) and free/busy and slot finding, release build.
     Bench {
-        /// Scenario name filters and options for the bench binary (`--list`, `--phases`).
+        /// `sync` or `availability` (one target), scenario name filters, and options for the bench binaries (`--list`, `--phases`, `--all`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -386,11 +386,70 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     check(status, "the test suite")
 }
 
-/// `cargo bench` of the sync benchmarks (`integration-tests/benches/sync.rs`)
+/// The benchmark targets of `integration-tests/benches/`, in the order they run.
+const BENCHES: &[&str] = &["sync", "availability"];
+
+/// `cargo bench` of the benchmarks (`integration-tests/benches/*.rs`)
 /// against `JUY_TEST_DATABASE_URL` / `DATABASE_URL`, or else a private
 /// cluster with PostgreSQL's default durability, so commits cost what they
 /// cost in production.
+///
+/// A word naming a bench target (`sync`, `availability`) selects that
+/// target; other words select scenarios by name across every target (a
+/// target runs when one of its scenarios matches); options go to every
+/// target run (each ignores what it does not know).
 fn bench(args: &[String]) -> anyhow::Result<()> {
+    let (targets, rest): (Vec<&String>, Vec<&String>) = args.iter().partition(|a| BENCHES.contains(&a.as_str()));
+    let filters: Vec<&str> = rest
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(|a| a.as_str())
+        .collect();
+    let candidates: Vec<&str> = if targets.is_empty() {
+        BENCHES.to_vec()
+    } else {
+        BENCHES
+            .iter()
+            .copied()
+            .filter(|b| targets.iter().any(|t| t == b))
+            .collect()
+    };
+    let bench_command = |target: &str| {
+        let mut command = cargo();
+        command.args(["bench", "-p", "juy-integration-tests", "--bench", target, "--"]);
+        command
+    };
+    if rest.iter().any(|a| *a == "--list") {
+        for target in candidates {
+            println!("{target}:");
+            check(bench_command(target).arg("--list").status()?, "listing the benchmarks")?;
+        }
+        return Ok(());
+    }
+    let mut selected = Vec::new();
+    for target in candidates {
+        if filters.is_empty() {
+            selected.push(target);
+            continue;
+        }
+        let output = bench_command(target)
+            .arg("--list")
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        check(output.status, "listing the benchmarks")?;
+        let names = String::from_utf8_lossy(&output.stdout);
+        let matches = names
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .any(|name| filters.iter().any(|f| name.contains(f)));
+        if matches {
+            selected.push(target);
+        }
+    }
+    if selected.is_empty() {
+        bail!("no scenario matches {filters:?}; `cargo xtask bench --list` names them");
+    }
+
     install_tools()?;
     let (url, _cluster) = match std::env::var("JUY_TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")) {
         Ok(url) => (url, None),
@@ -399,11 +458,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             (cluster.url.clone(), Some(cluster))
         }
     };
-    let status = cargo()
-        .args(["bench", "-p", "juy-integration-tests", "--bench", "sync", "--"])
-        .args(args)
-        .env("JUY_TEST_DATABASE_URL", &url)
-        .env("JUY_PYTHON", tools_dir().join("venv/bin/python"))
-        .status()?;
-    check(status, "the benchmarks")
+    for target in selected {
+        let status = bench_command(target)
+            .args(&rest)
+            .env("JUY_TEST_DATABASE_URL", &url)
+            .env("JUY_PYTHON", tools_dir().join("venv/bin/python"))
+            .status()?;
+        check(status, &format!("the {target} benchmarks"))?;
+    }
+    Ok(())
 }

@@ -297,19 +297,20 @@ impl CalendarService {
                 }
             })
             .collect();
-        let mut spans: Vec<Vec<BusySpan>> = vec![Vec::new(); users.len()];
-        for event in &events {
-            let Some(&i) = index.get(&event.user_id) else { continue };
-            let Some(kind) = busy_kind(&event.facts) else { continue };
-            let (start, end) = busy_span(&event.facts, gathered[i].zone);
-            let source = gathered[i].sources.len();
-            gathered[i].sources.push(BusySource::Event(event.id));
-            spans[i].push(BusySpan {
-                start,
-                end,
-                kind,
-                source,
-            });
+        let mut spans: Vec<Vec<BusySpan>> = events.iter().map(|list| Vec::with_capacity(list.len())).collect();
+        for ((g, spans), events) in gathered.iter_mut().zip(&mut spans).zip(&events) {
+            g.sources.reserve(events.len());
+            for event in events {
+                let Some(kind) = busy_kind(&event.facts) else { continue };
+                let (start, end) = busy_span(&event.facts, g.zone);
+                spans.push(BusySpan {
+                    start,
+                    end,
+                    kind,
+                    source: g.sources.len(),
+                });
+                g.sources.push(BusySource::Event(event.id));
+            }
         }
         for meeting in &meetings {
             let people = std::iter::once(&meeting.organizer).chain(&meeting.invitees);
