@@ -43,7 +43,7 @@ pub enum AvailabilityState {
 }
 
 /// What caused a busy interval (only ever shown to the owner).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BusySource {
     /// A synced event.
     Event(EventId),
@@ -187,7 +187,10 @@ impl Gathered {
                 end: interval.end,
                 kind: interval.kind,
                 sources: if with_sources {
-                    interval.sources.iter().map(|&i| self.sources[i]).collect()
+                    // Sorted, so an answer does not depend on the rows' order in the database.
+                    let mut sources: Vec<BusySource> = interval.sources.iter().map(|&i| self.sources[i]).collect();
+                    sources.sort_unstable();
+                    sources
                 } else {
                     Vec::new()
                 },
