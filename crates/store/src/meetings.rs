@@ -481,22 +481,6 @@ pub async fn finish_delivery(
     Ok(changed == 1)
 }
 
-/// The earliest due time of any pending delivery, for the dispatcher's sleep.
-pub async fn next_due(conn: &mut AsyncPgConnection) -> Result<Option<DateTime<Utc>>, StoreError> {
-    #[derive(QueryableByName)]
-    struct Due {
-        #[diesel(sql_type = Nullable<Timestamptz>)]
-        at: Option<DateTime<Utc>>,
-    }
-    let due: Due = sql_query(
-        "SELECT min(greatest(next_attempt_at, coalesce(lease_expires_at, next_attempt_at))) AS at \
-         FROM meetings WHERE delivery_state = 'pending'",
-    )
-    .get_result(conn)
-    .await?;
-    Ok(due.at)
-}
-
 /// Where a meeting's calendar lives, for the dispatcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryTarget {

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use juy_domain::{AccountStatus, CalendarMode, Meeting, MeetingStatus};
 use juy_providers::{CalendarProvider, EventWrite, ProviderError};
 use juy_store::meetings::{self, DeliveryOutcome, DeliveryTarget, LeasedDelivery};
@@ -288,10 +287,4 @@ pub(crate) fn spawn_dispatcher(
             }
         }
     })
-}
-
-/// When the next delivery is due, for tests and the dev run.
-pub async fn next_due(engine: &Engine) -> Result<Option<DateTime<Utc>>, juy_store::StoreError> {
-    let mut conn = engine.store().conn().await?;
-    meetings::next_due(&mut conn).await
 }
