@@ -22,7 +22,6 @@
 #![allow(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,7 +46,7 @@ use juy_integration_tests::{TestServer, authed, token, ts};
 use serde_json::{Value, json};
 
 /// The line prefix a scenario process reports its result with.
-const RESULT: &str = "JUY-BENCH-RESULT ";
+use juy_integration_tests::bench::{RESULT, cpu_model, cpu_ns, pids_with, run_in_processes};
 
 const USERS: usize = 10;
 const CALENDARS: usize = 3;
@@ -131,26 +130,11 @@ fn parent(args: &[String]) {
         "no scenario matches {filters:?}; scenarios: {}",
         SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
     );
-    let exe = std::env::current_exe().expect("own path");
-    let mut results = Vec::new();
-    for scenario in selected {
+    for scenario in &selected {
         eprintln!("bench: {} ({})", scenario.name, scenario.what);
-        let output = Command::new(&exe)
-            .args(["--scenario", scenario.name])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run the scenario process");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().find_map(|l| l.strip_prefix(RESULT));
-        match (output.status.success(), line) {
-            (true, Some(line)) => results.push((scenario, serde_json::from_str::<Value>(line).expect("a result line"))),
-            _ => {
-                eprint!("{stdout}");
-                panic!("scenario {} failed ({})", scenario.name, output.status);
-            }
-        }
     }
+    let names: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    let results: Vec<(&Scenario, Value)> = selected.into_iter().zip(run_in_processes(&names, &[])).collect();
     print_results(&results);
 }
 
@@ -201,44 +185,6 @@ fn print_results(results: &[(&Scenario, Value)]) {
             println!("{}: {check}", scenario.name);
         }
     }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// On-CPU nanoseconds of every thread of process `pid` (`schedstat`).
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|text| text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-        .sum()
-}
-
-/// Pids of processes whose command line contains `needle` (PostgreSQL backends show their database).
-fn pids_with(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(needle))
-        })
-        .collect()
 }
 
 async fn postgres_version(server: &TestServer) -> String {

@@ -45,7 +45,7 @@ use juy_sync::{Engine, RunOutcome, SyncConfig};
 use serde_json::{Value, json};
 
 /// The line prefix a scenario process reports its result with.
-const RESULT: &str = "JUY-BENCH-RESULT ";
+use juy_integration_tests::bench::{RESULT, cpu_model, cpu_ns, pids_with, run_in_processes};
 /// The line a page server announces its port with.
 const LISTENING: &str = "LISTENING ";
 
@@ -198,30 +198,12 @@ fn parent(args: &[String]) {
         "no scenario matches {filters:?}; scenarios: {}",
         SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
     );
-    let exe = std::env::current_exe().expect("own path");
-    let mut results = Vec::new();
-    for scenario in selected {
+    let names: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    let extra: &[&str] = if phases { &["--phases"] } else { &[] };
+    for scenario in &selected {
         eprintln!("bench: {} ({})", scenario.name, scenario.what);
-        let mut command = Command::new(&exe);
-        command.args(["--scenario", scenario.name]);
-        if phases {
-            command.arg("--phases");
-        }
-        let output = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run the scenario process");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().find_map(|l| l.strip_prefix(RESULT));
-        match (output.status.success(), line) {
-            (true, Some(line)) => results.push((scenario, serde_json::from_str::<Value>(line).expect("a result line"))),
-            _ => {
-                eprint!("{stdout}");
-                panic!("scenario {} failed ({})", scenario.name, output.status);
-            }
-        }
     }
+    let results: Vec<(&Scenario, Value)> = selected.into_iter().zip(run_in_processes(&names, extra)).collect();
     print_results(&results);
 }
 
@@ -335,18 +317,6 @@ fn print_results(results: &[(&Scenario, Value)]) {
     );
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 /// `VmRSS` and `VmHWM` of this process, in kB.
 fn memory() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -365,18 +335,6 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// On-CPU nanoseconds of every thread of process `pid` (`schedstat`).
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|text| text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-        .sum()
-}
-
 /// On-CPU nanoseconds of process `pid` from its `stat` (user + system time,
 /// exited threads included, 10 ms resolution): for a provider that runs a
 /// thread per request (Radicale), whose finished threads leave no `schedstat`.
@@ -391,20 +349,6 @@ fn cpu_ns_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     (ticks(11) + ticks(12)) * NS_PER_TICK
-}
-
-/// Pids of processes whose command line contains `needle` (PostgreSQL backends show their database).
-fn pids_with(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(needle))
-        })
-        .collect()
 }
 
 fn load_1m() -> f64 {

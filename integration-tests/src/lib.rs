@@ -2,6 +2,7 @@
 //! database (cloned from a migrated template), tokens, and clients.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod caldav;
 pub mod providers;
 pub mod sync;

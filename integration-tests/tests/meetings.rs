@@ -453,6 +453,16 @@ fn external(title: &str, start: DateTime<Utc>, end: DateTime<Utc>, invitees: &[&
     }
 }
 
+/// The fields a problem document's violations name.
+fn violated_fields(problem: &Value) -> BTreeSet<&str> {
+    problem["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["field"].as_str().unwrap())
+        .collect()
+}
+
 async fn create(w: &World, caller: &str, request: pb::CreateMeetingRequest) -> Result<pb::Meeting, tonic::Status> {
     w.server
         .calendar()
@@ -645,12 +655,7 @@ async fn team_free_busy_and_slots_across_three_providers_hold_only_busy_time_and
     assert_eq!(bad.status().as_u16(), 400);
     assert_eq!(bad.headers()["content-type"], "application/problem+json");
     let problem: Value = bad.json().await.unwrap();
-    let fields: BTreeSet<&str> = problem["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["field"].as_str().unwrap())
-        .collect();
+    let fields = violated_fields(&problem);
     assert_eq!(
         fields,
         ["duration_minutes", "end_time"].into_iter().collect(),
@@ -1046,12 +1051,7 @@ async fn meetings_and_working_hours_over_rest() {
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
     let problem: Value = bad.json().await.unwrap();
-    let fields: BTreeSet<&str> = problem["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["field"].as_str().unwrap())
-        .collect();
+    let fields = violated_fields(&problem);
     assert_eq!(
         fields,
         ["time_zone", "working_hours[0].end_time"].into_iter().collect(),
