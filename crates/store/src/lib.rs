@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod audit;
 pub mod availability;
 pub mod calendars;
 mod error;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod audit;
 mod availability;
 mod calendars;
 mod encryption;
