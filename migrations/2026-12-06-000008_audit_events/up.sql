@@ -5,11 +5,15 @@
 -- No event text and no secret is ever written here: actors and subjects are
 -- pseudonymous user ids, targets are resource names.
 
+-- Roles are cluster-wide: another database of the cluster may have made it,
+-- even at the same moment.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'juy_audit_eraser') THEN
         CREATE ROLE juy_audit_eraser NOLOGIN;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 
