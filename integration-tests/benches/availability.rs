@@ -556,10 +556,7 @@ fn service_over(server: &TestServer, store: juy_store::Store) -> CalendarService
 }
 
 fn caller(world: &World) -> Caller {
-    Caller {
-        user_id: world.users[0].clone(),
-        roles: Vec::new(),
-    }
+    Caller::new(world.users[0].clone(), Vec::new())
 }
 
 fn names(world: &World) -> Vec<String> {

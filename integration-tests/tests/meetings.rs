@@ -798,6 +798,33 @@ async fn write_mode_meetings_reach_each_provider_exactly_once_even_when_the_firs
         google_before + 1,
         "exactly once"
     );
+    // The audit trail has both creates (the client's retry too) and each write-back attempt.
+    let trail = {
+        let mut conn = w.server.store.conn().await.unwrap();
+        let filter = juy_store::audit::AuditFilter {
+            user: Some(UserId::new(ALICE).unwrap()),
+            ..Default::default()
+        };
+        juy_store::audit::list(&mut conn, &filter, 1000).await.unwrap()
+    };
+    let about_it: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .filter(|e| e.target.as_deref() == Some(created.name.as_str()))
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.result.as_str()))
+        .rev()
+        .collect();
+    assert_eq!(
+        about_it,
+        [
+            (ALICE, "meeting.create", "OK"),
+            (ALICE, "meeting.create", "OK"),
+            ("system/outbox", "meeting.write_back", "UNAVAILABLE"),
+            (ALICE, "meeting.get", "OK"),
+            ("system/outbox", "meeting.write_back", "OK"),
+            (ALICE, "meeting.get", "OK"),
+        ],
+        "{trail:#?}"
+    );
     let at_google = w.sandbox.google_event(GOOGLE_CAL, &delivery.external_id).unwrap();
     assert_eq!(at_google["summary"], "Quarterly review");
 

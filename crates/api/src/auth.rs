@@ -15,7 +15,9 @@ use zeroize::Zeroizing;
 
 use juy_domain::UserId;
 
+use crate::audit::{AuditLog, AuditNote, Call};
 use crate::error::ApiError;
+use crate::telemetry::RequestId;
 
 /// The role that opens the `Admin` service and `/v1/admin/*`.
 pub const ADMIN_ROLE: &str = "admin";
@@ -84,9 +86,23 @@ pub struct Caller {
     pub user_id: UserId,
     /// The token's roles.
     pub roles: Vec<String>,
+    /// The request's id (`x-request-id`), for the audit trail.
+    pub request_id: String,
+    /// What the handler tells the audit trail about this call.
+    pub audit: AuditNote,
 }
 
 impl Caller {
+    /// A caller outside any request (benchmarks, tests): a fresh request id, an unread note.
+    pub fn new(user_id: UserId, roles: Vec<String>) -> Self {
+        Self {
+            user_id,
+            roles,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            audit: AuditNote::default(),
+        }
+    }
+
     /// Whether the caller holds the admin role.
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == ADMIN_ROLE)
@@ -182,10 +198,7 @@ impl Authenticator {
                 Ok(data) => {
                     let user_id = UserId::new(data.claims.sub)
                         .map_err(|_| ApiError::unauthenticated("the token's subject is not a valid user id"))?;
-                    return Ok(Caller {
-                        user_id,
-                        roles: data.claims.roles,
-                    });
+                    return Ok(Caller::new(user_id, data.claims.roles));
                 }
                 Err(e) => last = Some(e),
             }
@@ -242,16 +255,55 @@ fn reject(grpc: bool, error: ApiError) -> Response {
     }
 }
 
+/// What the auth middleware needs: the token verifier and, when calls are
+/// audited, the audit log.
+#[derive(Debug)]
+pub struct Gate {
+    auth: Authenticator,
+    audit: Option<AuditLog>,
+}
+
+impl Gate {
+    /// A gate that checks tokens with `auth` and records calls in `audit`.
+    pub fn new(auth: Authenticator, audit: Option<AuditLog>) -> Self {
+        Self { auth, audit }
+    }
+}
+
+/// The outcome of a call as a gRPC code name: gRPC errors come as
+/// trailers-only answers with `grpc-status` in the headers; a gRPC answer
+/// without it has started successfully (its final status follows in the
+/// trailers); REST answers carry it in the HTTP status.
+fn outcome(grpc: bool, response: &Response) -> &'static str {
+    if grpc {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map_or("OK", crate::audit::grpc_code_name)
+    } else {
+        crate::audit::http_code_name(response.status())
+    }
+}
+
 /// The middleware: public paths pass; every other request needs a valid
 /// bearer token, and admin paths the admin role. The caller is put in the
-/// request's extensions for the handlers.
-pub async fn require_auth(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
+/// request's extensions for the handlers. Authenticated calls of audited
+/// methods, refused ones included, are recorded in the audit trail once the
+/// handler has answered (see [`crate::audit`]).
+pub async fn require_auth(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return next.run(request).await;
     }
     let grpc = is_grpc(&request);
     let needs_admin = ADMIN_PREFIXES.iter().any(|p| path.starts_with(p));
+    let action = if grpc {
+        crate::audit::grpc_action(path)
+    } else {
+        crate::audit::rest_action(request.method(), path)
+    };
     let token = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -261,15 +313,38 @@ pub async fn require_auth(State(auth): State<Arc<Authenticator>>, mut request: R
     let Some(token) = token else {
         return reject(grpc, ApiError::unauthenticated("a bearer token is required"));
     };
-    let caller = match auth.authenticate(token) {
+    let mut caller = match gate.auth.authenticate(token) {
         Ok(caller) => caller,
         Err(error) => return reject(grpc, error),
     };
-    if needs_admin && !caller.is_admin() {
-        return reject(grpc, ApiError::permission_denied("the admin role is required"));
+    if let Some(RequestId(id)) = request.extensions().get::<RequestId>() {
+        caller.request_id.clone_from(id);
     }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    let response = if needs_admin && !caller.is_admin() {
+        reject(grpc, ApiError::permission_denied("the admin role is required"))
+    } else {
+        request.extensions_mut().insert(caller.clone());
+        next.run(request).await
+    };
+    let (Some(audit), Some(action)) = (gate.audit.as_ref(), action) else {
+        return response;
+    };
+    let result = outcome(grpc, &response);
+    let call = Call {
+        user: &caller.user_id,
+        roles: &caller.roles,
+        action,
+        result,
+        request_id: &caller.request_id,
+    };
+    if audit.record(call, &caller.audit).await || !action.read || result != "OK" {
+        return response;
+    }
+    // The data of a read is not released without its audit entry.
+    reject(
+        grpc,
+        ApiError::unavailable("the audit trail cannot be written; try again later"),
+    )
 }
 
 #[cfg(test)]

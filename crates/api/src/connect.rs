@@ -532,6 +532,7 @@ impl CalendarService {
             accounts::link_account(&mut conn, &key, &account, new_calendars(provider, remote)).await?;
         int.set_blocked(&caller.user_id, connection.id, false);
         tracing::info!(%provider, account_id = %connection.id, calendars = calendars.len(), "linked an account");
+        caller.audit.target(names::connection(connection.id));
         // The new calendars are due at once: wake this replica's workers.
         self.wakeup().notify();
         Ok(Linked { connection, calendars })
@@ -639,6 +640,7 @@ impl CalendarService {
         .await?;
         int.set_blocked(&caller.user_id, connection.id, false);
         tracing::info!(account_id = %connection.id, calendars = calendars.len(), "linked a CalDAV account");
+        caller.audit.target(names::connection(connection.id));
         // The new calendars are due at once: wake this replica's workers.
         self.wakeup().notify();
         Ok(Linked { connection, calendars })
@@ -647,11 +649,17 @@ impl CalendarService {
     /// Revokes one of the caller's connections.
     pub async fn revoke_connection(&self, caller: &Caller, name: &str) -> Result<ConnectedAccount, ApiError> {
         let account = names::parse_connection("name", name)?;
+        caller.audit.target(names::connection(account));
         self.revoke(&caller.user_id, account, "Revoked by the user.").await
     }
 
     /// Revokes a user's connection on their behalf (admins).
-    pub async fn admin_revoke_connection(&self, user_id: &str, connection: &str) -> Result<AdminAccountRow, ApiError> {
+    pub async fn admin_revoke_connection(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        connection: &str,
+    ) -> Result<AdminAccountRow, ApiError> {
         let mut violations = Vec::new();
         let user = match UserId::new(user_id.to_owned()) {
             Ok(user) => Some(user),
@@ -673,6 +681,8 @@ impl CalendarService {
         let (Some(user), Some(account), true) = (user, account, violations.is_empty()) else {
             return Err(ApiError::invalid_fields(violations));
         };
+        caller.audit.subject(user.clone());
+        caller.audit.target(names::connection(account));
         self.revoke(&user, account, "Revoked by an administrator.").await?;
         let mut conn = self.store.conn().await?;
         let filter = AdminAccountFilter {
@@ -720,7 +730,27 @@ impl CalendarService {
     }
 
     async fn revoke(&self, user: &UserId, account: AccountId, reason: &str) -> Result<ConnectedAccount, ApiError> {
+        Ok(self.revoke_and_report(user, account, reason).await?.0)
+    }
+
+    /// Revokes a connection for the erasure of its user's data; returns
+    /// false when the provider's revocation endpoint failed (our copy of the
+    /// tokens is deleted anyway).
+    pub(crate) async fn revoke_for_erasure(&self, user: &UserId, account: AccountId) -> Result<bool, ApiError> {
+        Ok(self
+            .revoke_and_report(user, account, "Revoked for the erasure of the user's data.")
+            .await?
+            .1)
+    }
+
+    async fn revoke_and_report(
+        &self,
+        user: &UserId,
+        account: AccountId,
+        reason: &str,
+    ) -> Result<(ConnectedAccount, bool), ApiError> {
         let int = self.integrations();
+        let mut provider_told = true;
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, user).await?;
         let Some(current) = accounts::read_credentials(&mut conn, &key, user, account, false).await? else {
@@ -753,16 +783,20 @@ impl CalendarService {
                 }
                 Ok(false) => {}
                 // Our copy is deleted below either way; the grant lapses at the provider.
-                Err(e) => tracing::warn!(provider = %current.provider, account_id = %account, error = %e,
-                    "the provider's revocation endpoint failed; deleting our tokens anyway"),
+                Err(e) => {
+                    provider_told = false;
+                    tracing::warn!(provider = %current.provider, account_id = %account, error = %e,
+                        "the provider's revocation endpoint failed; deleting our tokens anyway");
+                }
             }
         }
         let mut conn = self.store.conn().await?;
         let purged = accounts::revoke_account(&mut conn, user, account, reason).await?;
         tracing::info!(account_id = %account, calendars = purged.calendars, events = purged.events,
             "revoked a connection and purged its data");
-        accounts::get_account(&mut conn, &key, user, account)
+        let revoked = accounts::get_account(&mut conn, &key, user, account)
             .await?
-            .ok_or_else(|| ApiError::not_found(names::connection(account)))
+            .ok_or_else(|| ApiError::not_found(names::connection(account)))?;
+        Ok((revoked, provider_told))
     }
 }

@@ -69,6 +69,25 @@ fn collected<T>(parsed: Result<Option<T>, ApiError>, violations: &mut Vec<FieldV
     })
 }
 
+/// An optional start and end, as a request gave them.
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A request's `start_time` and `end_time`, each optional; both are checked
+/// and every bad one named.
+fn start_and_end(
+    start: Option<prost_types::Timestamp>,
+    end: Option<prost_types::Timestamp>,
+) -> Result<Bounds, ApiError> {
+    let mut violations = Vec::new();
+    let start_time = collected(timestamp("start_time", start), &mut violations);
+    let end_time = collected(timestamp("end_time", end), &mut violations);
+    if violations.is_empty() {
+        Ok((start_time, end_time))
+    } else {
+        Err(ApiError::invalid_fields(violations))
+    }
+}
+
 fn to_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
@@ -410,12 +429,7 @@ impl pb::availability_server::Availability for AvailabilityApi {
     ) -> Result<Response<pb::QueryFreeBusyResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let mut violations = Vec::new();
-        let start_time = collected(timestamp("start_time", req.start_time), &mut violations);
-        let end_time = collected(timestamp("end_time", req.end_time), &mut violations);
-        if !violations.is_empty() {
-            return Err(ApiError::invalid_fields(violations).into());
-        }
+        let (start_time, end_time) = start_and_end(req.start_time, req.end_time)?;
         let users = self
             .0
             .query_free_busy(
@@ -680,6 +694,45 @@ fn admin_row_to_pb(r: &AdminAccountRow, calendars: &[AdminCalendar]) -> pb::Admi
     }
 }
 
+/// The stream of `ExportMyData`.
+pub type ExportMyDataStream = Pin<Box<dyn Stream<Item = Result<pb::ExportMyDataResponse, Status>> + Send + 'static>>;
+
+/// The stream of `Admin.ExportConnections`.
+pub type ExportConnectionsStream =
+    Pin<Box<dyn Stream<Item = Result<pb::ExportConnectionsResponse, Status>> + Send + 'static>>;
+
+fn audit_event_to_pb(e: &juy_store::audit::AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        name: format!("auditEvents/{}", e.id),
+        time: Some(to_timestamp(e.occurred_at)),
+        actor: e.actor.clone(),
+        actor_roles: e.actor_roles.clone(),
+        action: e.action.clone(),
+        subject_user_id: e.subject_user_id.clone().unwrap_or_default(),
+        target: e.target.clone().unwrap_or_default(),
+        result: e.result.clone(),
+        request_id: e.request_id.clone().unwrap_or_default(),
+    }
+}
+
+fn admin_filters(user_id: String, provider: i32, state: i32) -> Result<AdminListInput, ApiError> {
+    let provider = match provider {
+        0 => None,
+        p => Some(provider_from_pb(p).ok_or_else(|| ApiError::invalid("provider", "must be a known provider"))?),
+    };
+    let status = match state {
+        0 => None,
+        s => Some(state_from_pb(s).ok_or_else(|| ApiError::invalid("state", "must be a known state"))?),
+    };
+    Ok(AdminListInput {
+        user_id,
+        provider,
+        status,
+        page_size: 0,
+        page_token: String::new(),
+    })
+}
+
 /// The stream of `SyncNow`.
 pub type SyncNowStream = Pin<Box<dyn Stream<Item = Result<pb::SyncNowResponse, Status>> + Send + 'static>>;
 
@@ -937,6 +990,36 @@ impl pb::calendar_sync_server::CalendarSync for CalendarSyncApi {
         }))
     }
 
+    type ExportMyDataStream = ExportMyDataStream;
+
+    async fn export_my_data(
+        &self,
+        request: Request<pb::ExportMyDataRequest>,
+    ) -> Result<Response<ExportMyDataStream>, Status> {
+        let caller = caller(&request)?;
+        let stream = self.0.export_my_data(&caller).map(|chunk| {
+            chunk
+                .map(|chunk| pb::ExportMyDataResponse { chunk: chunk.to_vec() })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn delete_my_data(
+        &self,
+        request: Request<pb::DeleteMyDataRequest>,
+    ) -> Result<Response<pb::DeleteMyDataResponse>, Status> {
+        let caller = caller(&request)?;
+        let done = self.0.delete_my_data(&caller, request.into_inner().confirm).await?;
+        Ok(Response::new(pb::DeleteMyDataResponse {
+            connections_revoked: done.connections_revoked,
+            revocation_failures: done.revocation_failures,
+            events_deleted: done.events_deleted,
+            meetings_deleted: done.meetings_deleted,
+            audit_events_deleted: done.audit_events_deleted,
+        }))
+    }
+
     async fn create_meeting(
         &self,
         request: Request<pb::CreateMeetingRequest>,
@@ -1007,25 +1090,14 @@ impl pb::admin_server::Admin for AdminApi {
         request: Request<pb::AdminListConnectionsRequest>,
     ) -> Result<Response<pb::AdminListConnectionsResponse>, Status> {
         // The auth middleware already required the admin role for this service.
+        let caller = caller(&request)?;
         let req = request.into_inner();
-        let provider = match req.provider {
-            0 => None,
-            p => Some(provider_from_pb(p).ok_or_else(|| ApiError::invalid("provider", "must be a known provider"))?),
+        let input = AdminListInput {
+            page_size: req.page_size,
+            page_token: req.page_token,
+            ..admin_filters(req.user_id, req.provider, req.state)?
         };
-        let status = match req.state {
-            0 => None,
-            s => Some(state_from_pb(s).ok_or_else(|| ApiError::invalid("state", "must be a known state"))?),
-        };
-        let page = self
-            .0
-            .admin_list_connections(AdminListInput {
-                user_id: req.user_id,
-                provider,
-                status,
-                page_size: req.page_size,
-                page_token: req.page_token,
-            })
-            .await?;
+        let page = self.0.admin_list_connections(&caller, input).await?;
         Ok(Response::new(pb::AdminListConnectionsResponse {
             connections: page
                 .items
@@ -1036,12 +1108,63 @@ impl pb::admin_server::Admin for AdminApi {
         }))
     }
 
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let (start_time, end_time) = start_and_end(req.start_time, req.end_time)?;
+        let page = self
+            .0
+            .list_audit_events(
+                &caller,
+                crate::admin::AuditListInput {
+                    actor: req.actor,
+                    user_id: req.user_id,
+                    action: req.action,
+                    start_time,
+                    end_time,
+                    page_size: req.page_size,
+                    page_token: req.page_token,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            audit_events: page.items.iter().map(audit_event_to_pb).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    type ExportConnectionsStream = ExportConnectionsStream;
+
+    async fn export_connections(
+        &self,
+        request: Request<pb::ExportConnectionsRequest>,
+    ) -> Result<Response<ExportConnectionsStream>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let input = admin_filters(req.user_id, req.provider, req.state)?;
+        let stream = self.0.export_connections(&caller, input).await?.map(|batch| {
+            batch
+                .map(|batch| pb::ExportConnectionsResponse {
+                    connections: batch.iter().map(|c| admin_row_to_pb(&c.row, &c.calendars)).collect(),
+                })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn revoke_connection(
         &self,
         request: Request<pb::AdminRevokeConnectionRequest>,
     ) -> Result<Response<pb::AdminRevokeConnectionResponse>, Status> {
+        let caller = caller(&request)?;
         let req = request.into_inner();
-        let row = self.0.admin_revoke_connection(&req.user_id, &req.connection).await?;
+        let row = self
+            .0
+            .admin_revoke_connection(&caller, &req.user_id, &req.connection)
+            .await?;
         Ok(Response::new(pb::AdminRevokeConnectionResponse {
             connection: Some(admin_row_to_pb(&row, &[])),
         }))

@@ -8,16 +8,20 @@
 //! sockets (that is the binary's).
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod connect;
 pub mod error;
+pub mod gdpr;
 pub mod grpc;
 pub mod meetings;
 pub mod names;
 pub mod paging;
 pub mod pb;
 pub mod rest;
+pub mod rest_admin;
 pub mod rest_connect;
 pub mod rest_meetings;
 pub mod rest_webhooks;
@@ -61,12 +65,17 @@ pub enum BuildError {
 /// The largest REST request body accepted.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Builds both routers around one service and one authenticator.
+/// Builds both routers around one service and one authenticator; calls are
+/// recorded in the service's store's audit trail.
 pub async fn routers(
     service: CalendarService,
-    auth: Arc<Authenticator>,
+    auth: Authenticator,
     request_timeout: Duration,
 ) -> Result<Routers, BuildError> {
+    let auth = Arc::new(auth::Gate::new(
+        auth,
+        Some(audit::AuditLog::new(service.store().clone())),
+    ));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CalendarSyncServer<CalendarSyncApi>>().await;
     health.set_serving::<AdminServer<AdminApi>>().await;

@@ -243,6 +243,7 @@ impl CalendarService {
         if !request_id.is_empty()
             && let Some(existing) = meetings::find_by_request(&mut conn, &key, &caller.user_id, request_id).await?
         {
+            caller.audit.target(names::meeting(existing.id));
             return Ok((existing, false));
         }
         let calendar_id = if m.add_to_external_calendar {
@@ -326,12 +327,14 @@ impl CalendarService {
         if created && stored.calendar_id.is_some() {
             self.outbox_wakeup().notify();
         }
+        caller.audit.target(names::meeting(stored.id));
         Ok((stored, created))
     }
 
     /// `GetMeeting`.
     pub async fn get_meeting(&self, caller: &Caller, name: &str) -> Result<Meeting, ApiError> {
         let id = names::parse_meeting("name", name)?;
+        caller.audit.target(names::meeting(id));
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
         Ok(meetings::get_meeting(&mut conn, &key, &caller.user_id, id).await?)
@@ -340,6 +343,7 @@ impl CalendarService {
     /// `UpdateMeeting`.
     pub async fn update_meeting(&self, caller: &Caller, input: UpdateMeetingInput) -> Result<Meeting, ApiError> {
         let id = names::parse_meeting("meeting.name", &input.name)?;
+        caller.audit.target(names::meeting(id));
         let m = &input.meeting;
         let mut violations = Vec::new();
         let paths: Vec<String> = if input.update_mask.is_empty() {
@@ -496,6 +500,7 @@ impl CalendarService {
     /// `CancelMeeting`: cancelling a cancelled meeting returns it unchanged.
     pub async fn cancel_meeting(&self, caller: &Caller, name: &str) -> Result<Meeting, ApiError> {
         let id = names::parse_meeting("name", name)?;
+        caller.audit.target(names::meeting(id));
         let mut conn = self.store.conn().await?;
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
         let current = meetings::get_meeting(&mut conn, &key, &caller.user_id, id).await?;

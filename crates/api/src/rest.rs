@@ -44,10 +44,10 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthedCaller {
 }
 
 /// Query parameters as `(name, value)` pairs; repeated names and comma-separated values both work.
-struct QueryParams(Vec<(String, String)>);
+pub(crate) struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
-    fn parse(raw: Option<String>, allowed: &[&str]) -> Result<Self, ApiError> {
+    pub(crate) fn parse(raw: Option<String>, allowed: &[&str]) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -60,7 +60,7 @@ impl QueryParams {
         Ok(Self(pairs))
     }
 
-    fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+    pub(crate) fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
         let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
@@ -79,7 +79,7 @@ impl QueryParams {
             .collect()
     }
 
-    fn page_size(&self) -> Result<i32, ApiError> {
+    pub(crate) fn page_size(&self) -> Result<i32, ApiError> {
         self.one("page_size")?
             .map(|v| {
                 v.parse::<i32>()
@@ -89,7 +89,7 @@ impl QueryParams {
             .map(Option::unwrap_or_default)
     }
 
-    fn provider(name: &str, value: &str) -> Result<Provider, ApiError> {
+    pub(crate) fn provider(name: &str, value: &str) -> Result<Provider, ApiError> {
         value
             .parse()
             .map_err(|_| ApiError::invalid(name, "must be one of google, microsoft, caldav"))
@@ -1035,9 +1035,24 @@ pub async fn get_sync_job(
 )]
 pub async fn admin_list_connections(
     State(service): State<CalendarService>,
+    AuthedCaller(caller): AuthedCaller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AdminConnectionPage>, ApiError> {
     let params = QueryParams::parse(query, &["user_id", "provider", "state", "page_size", "page_token"])?;
+    let input = AdminListInput {
+        page_size: params.page_size()?,
+        page_token: params.one("page_token")?.unwrap_or_default().to_owned(),
+        ..admin_filters(&params)?
+    };
+    let page = service.admin_list_connections(&caller, input).await?;
+    Ok(Json(AdminConnectionPage {
+        connections: page.items.iter().map(AdminConnectionJson::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
+}
+
+/// The admin connection filters (`user_id`, `provider`, `state`) of a query, without paging.
+pub(crate) fn admin_filters(params: &QueryParams) -> Result<AdminListInput, ApiError> {
     let provider = params
         .one("provider")?
         .map(|p| QueryParams::provider("provider", p))
@@ -1049,19 +1064,13 @@ pub async fn admin_list_connections(
                 .map_err(|_| ApiError::invalid("state", "must be pending, active, error, reauth_required or revoked"))
         })
         .transpose()?;
-    let page = service
-        .admin_list_connections(AdminListInput {
-            user_id: params.one("user_id")?.unwrap_or_default().to_owned(),
-            provider,
-            status,
-            page_size: params.page_size()?,
-            page_token: params.one("page_token")?.unwrap_or_default().to_owned(),
-        })
-        .await?;
-    Ok(Json(AdminConnectionPage {
-        connections: page.items.iter().map(AdminConnectionJson::from).collect(),
-        next_page_token: page.next_page_token,
-    }))
+    Ok(AdminListInput {
+        user_id: params.one("user_id")?.unwrap_or_default().to_owned(),
+        provider,
+        status,
+        page_size: 0,
+        page_token: String::new(),
+    })
 }
 
 /// Liveness: the process serves requests.
@@ -1113,7 +1122,8 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "Juy Calendar Service REST API", description = "The REST bridge of the Calendar Service. Errors are RFC 9457 problem documents whose `code` is the gRPC status name."),
     paths(list_events, list_connections, list_calendars, get_settings, update_settings, sync_now, get_sync_job,
-        admin_list_connections,
+        admin_list_connections, crate::rest_admin::connections_csv, crate::rest_admin::list_audit_events,
+        crate::rest_admin::audit_events_csv, crate::rest_admin::export_my_data, crate::rest_admin::delete_my_data,
         crate::rest_meetings::query_free_busy, crate::rest_meetings::find_slots,
         crate::rest_meetings::create_meeting, crate::rest_meetings::get_meeting,
         crate::rest_meetings::update_meeting, crate::rest_meetings::cancel_meeting,
@@ -1143,6 +1153,14 @@ pub fn routes(service: CalendarService) -> Router {
         .route("/v1/calendar/sync", post(sync_now))
         .route("/v1/calendar/sync/{id}", get(get_sync_job))
         .route("/v1/admin/connections", get(admin_list_connections))
+        .route("/v1/admin/connections.csv", get(crate::rest_admin::connections_csv))
+        .route("/v1/admin/audit-events", get(crate::rest_admin::list_audit_events))
+        .route("/v1/admin/audit-events.csv", get(crate::rest_admin::audit_events_csv))
+        .route("/v1/calendar/me/export", get(crate::rest_admin::export_my_data))
+        .route(
+            "/v1/calendar/me/data",
+            axum::routing::delete(crate::rest_admin::delete_my_data),
+        )
         .route("/v1/calendar/freebusy", post(crate::rest_meetings::query_free_busy))
         .route("/v1/calendar/slots", post(crate::rest_meetings::find_slots))
         .route("/v1/calendar/meetings", post(crate::rest_meetings::create_meeting))

@@ -296,13 +296,14 @@ pub async fn oauth_callback(
 )]
 pub async fn admin_revoke_connection(
     State(service): State<CalendarService>,
+    AuthedCaller(caller): AuthedCaller,
     Path((user_id, custom)): Path<(String, String)>,
 ) -> Result<Json<AdminConnectionJson>, ApiError> {
     let Some(id) = custom.strip_suffix(":revoke") else {
         return Err(ApiError::not_found("this path"));
     };
     let row = service
-        .admin_revoke_connection(&user_id, &format!("connections/{id}"))
+        .admin_revoke_connection(&caller, &user_id, &format!("connections/{id}"))
         .await?;
     Ok(Json(AdminConnectionJson::from(&row)))
 }

@@ -559,12 +559,14 @@ impl CalendarService {
             self.wakeup.notify();
         }
         tracing::info!(job_id = %job.id, calendars = job.calendars.len(), "sync now");
+        caller.audit.target(names::sync_job(job.id));
         Ok(job)
     }
 
     /// One of the caller's "sync now" jobs, by name (`syncJobs/{uuid}` in `name`).
     pub async fn get_sync_job(&self, caller: &Caller, name: &str) -> Result<SyncJob, ApiError> {
         let id = names::parse_sync_job("name", name)?;
+        caller.audit.target(names::sync_job(id));
         let mut conn = self.store.conn().await?;
         sync_jobs::get_job(&mut conn, &caller.user_id, id)
             .await?
@@ -743,12 +745,19 @@ impl CalendarService {
     }
 
     /// Every user's connections with their calendars' sync health, for admins.
-    pub async fn admin_list_connections(&self, input: AdminListInput) -> Result<Page<AdminConnection>, ApiError> {
+    pub async fn admin_list_connections(
+        &self,
+        caller: &Caller,
+        input: AdminListInput,
+    ) -> Result<Page<AdminConnection>, ApiError> {
         let user = if input.user_id.is_empty() {
             None
         } else {
             Some(UserId::new(input.user_id.clone()).map_err(|e| ApiError::invalid("user_id", e.to_string()))?)
         };
+        if let Some(user) = &user {
+            caller.audit.subject(user.clone());
+        }
         let size = paging::page_size(input.page_size)?;
         let fingerprint = paging::fingerprint(&[
             &input.user_id,

@@ -40,10 +40,15 @@ fn request_duration() -> &'static Histogram<f64> {
     })
 }
 
+/// The request's id, put in the request's extensions for the handlers and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
 /// The middleware.
-pub async fn trace_requests(request: Request, next: Next) -> Response {
+pub async fn trace_requests(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(&request);
+    request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!(

@@ -78,7 +78,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         }
     }
     let store = Store::connect(&settings.database, settings.keyring.clone()).context("connecting to the database")?;
-    let auth = Arc::new(Authenticator::new(&settings.auth).context("setting auth")?);
+    let auth = Authenticator::new(&settings.auth).context("setting auth")?;
     // reqwest (provider clients) uses rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let integrations = juy_api::connect::Integrations::new(

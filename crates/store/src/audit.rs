@@ -71,11 +71,25 @@ pub struct AuditEvent {
 
 const COLUMNS: &str = "seq, id, occurred_at, actor, actor_roles, action, subject_user_id, target, result, request_id";
 
-/// Appends an entry.
+/// Appends an entry, flushed to the WAL before this returns.
 pub async fn record(conn: &mut AsyncPgConnection, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+    record_with(conn, event, true).await
+}
+
+/// Appends an entry. Unless `durable`, the commit does not wait for the WAL
+/// flush (`synchronous_commit = off` for this one statement's transaction):
+/// the entry is lost only if the database itself crashes within a fraction of
+/// a second. Must not be called inside a transaction when not `durable`
+/// (the setting would hold for the whole transaction).
+pub async fn record_with(
+    conn: &mut AsyncPgConnection,
+    event: &NewAuditEvent,
+    durable: bool,
+) -> Result<AuditEvent, StoreError> {
     let mut rows: Vec<AuditEvent> = sql_query(format!(
-        "INSERT INTO audit_events (id, actor, actor_roles, action, subject_user_id, target, result, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+        "WITH commit_mode AS (SELECT set_config('synchronous_commit', CASE WHEN $9 THEN current_setting('synchronous_commit') ELSE 'off' END, true)) \
+         INSERT INTO audit_events (id, actor, actor_roles, action, subject_user_id, target, result, request_id) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM commit_mode RETURNING {COLUMNS}"
     ))
     .bind::<SqlUuid, _>(Uuid::now_v7())
     .bind::<Text, _>(&event.actor)
@@ -85,6 +99,7 @@ pub async fn record(conn: &mut AsyncPgConnection, event: &NewAuditEvent) -> Resu
     .bind::<Nullable<Text>, _>(event.target.as_deref())
     .bind::<Text, _>(&event.result)
     .bind::<Nullable<Text>, _>(event.request_id.as_deref())
+    .bind::<diesel::sql_types::Bool, _>(durable)
     .load(conn)
     .await?;
     rows.pop()

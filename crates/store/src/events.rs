@@ -551,6 +551,29 @@ pub async fn list_events(
     rows.into_iter().map(|row| row.decode(key)).collect()
 }
 
+/// Every stored event of `user` (meeting copies included), ordered by id,
+/// after `after`, at most `limit`, texts decrypted: the GDPR export reads a
+/// user's events page by page with this.
+pub async fn export_events(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    after: Option<EventId>,
+    limit: i64,
+) -> Result<Vec<CalendarEvent>, StoreError> {
+    let mut select = e::table
+        .filter(e::user_id.eq(user.as_str().to_owned()))
+        .order(e::id)
+        .limit(limit.max(1))
+        .select(EventRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        select = select.filter(e::id.gt(after.0));
+    }
+    let rows: Vec<EventRow> = select.load(conn).await?;
+    rows.into_iter().map(|row| row.decode(key)).collect()
+}
+
 /// Deletes at most `batch` events whose `expires_at` is not after `now`;
 /// returns how many. Rows locked by another cleaner are skipped.
 pub async fn delete_expired_events(

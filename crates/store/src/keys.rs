@@ -63,6 +63,19 @@ impl Store {
             .ok_or_else(|| StoreError::Database("the new data key was deleted concurrently".into()))
     }
 
+    /// The user's newest data key, without creating one: background work
+    /// (sync runs, deliveries) uses this, so that work leased before a user's
+    /// erasure cannot bring a key of theirs back afterwards. A user without a
+    /// key is [`StoreError::NotFound`].
+    pub async fn existing_data_key(&self, conn: &mut AsyncPgConnection, user: &UserId) -> Result<DataKey, StoreError> {
+        self.newest_data_key(conn, user)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "data key of user",
+                id: user.as_str().to_owned(),
+            })
+    }
+
     async fn newest_data_key(
         &self,
         conn: &mut AsyncPgConnection,

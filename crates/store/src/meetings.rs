@@ -331,6 +331,26 @@ pub async fn list_meetings(
     rows.into_iter().map(|row| row.decode(key)).collect()
 }
 
+/// Every meeting `user` organised (cancelled ones too), ordered by id,
+/// after `after`, at most `limit`: for the GDPR export.
+pub async fn export_meetings(
+    conn: &mut AsyncPgConnection,
+    key: &DataKey,
+    user: &UserId,
+    after: Option<MeetingId>,
+    limit: i64,
+) -> Result<Vec<Meeting>, StoreError> {
+    let rows: Vec<MeetingRow> = sql_query(format!(
+        "SELECT {COLUMNS} FROM meetings WHERE user_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind::<Text, _>(user.as_str())
+    .bind::<Nullable<SqlUuid>, _>(after.map(|m| m.0))
+    .bind::<diesel::sql_types::BigInt, _>(limit.max(1))
+    .load(conn)
+    .await?;
+    rows.into_iter().map(|row| row.decode(key)).collect()
+}
+
 /// A delivery leased by a dispatcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedDelivery {

@@ -203,6 +203,32 @@ impl ConnectionSetup {
     }
 }
 
+/// Runs `section` in one read-only REPEATABLE READ transaction: every read
+/// it makes sees the same snapshot (an export is consistent even while syncs
+/// write). The transaction is rolled back at the end; nothing can be written.
+pub async fn in_snapshot<T, E, F>(conn: &mut AsyncPgConnection, section: F) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+{
+    use diesel_async::{AnsiTransactionManager, TransactionManager as _};
+
+    AnsiTransactionManager::begin_transaction(conn)
+        .await
+        .map_err(StoreError::from)?;
+    let result = match diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(conn)
+        .await
+    {
+        Ok(_) => section(conn).await,
+        Err(error) => Err(StoreError::from(error).into()),
+    };
+    // Read only: rolling back loses nothing. A failed rollback leaves the
+    // connection broken, and the pool drops it.
+    let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

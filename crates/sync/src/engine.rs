@@ -366,7 +366,7 @@ impl<'e> Run<'e> {
         lease: Lease,
         now: DateTime<Utc>,
     ) -> Result<Run<'e>, (Lease, SyncError)> {
-        let key = match engine.store.data_key(conn, &lease.user_id).await {
+        let key = match engine.store.existing_data_key(conn, &lease.user_id).await {
             Ok(key) => key,
             Err(error) => return Err((lease, error.into())),
         };

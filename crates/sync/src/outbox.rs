@@ -85,6 +85,23 @@ pub async fn dispatch_once(engine: &Engine, owner: &str, limit: i64) -> Result<D
         if !meetings::finish_delivery(&mut conn, &lease, &outcome, engine.clock().now()).await? {
             tracing::warn!(meeting = %lease.id, "a meeting delivery outlived its lease; its outcome was not recorded");
         }
+        let entry = juy_store::audit::NewAuditEvent {
+            actor: "system/outbox".into(),
+            actor_roles: Vec::new(),
+            action: "meeting.write_back".into(),
+            subject: Some(lease.user_id.clone()),
+            target: Some(format!("meetings/{}", lease.id)),
+            result: match &outcome {
+                DeliveryOutcome::Delivered { .. } => "OK",
+                DeliveryOutcome::Retry { .. } => "UNAVAILABLE",
+                DeliveryOutcome::Failed { .. } => "FAILED_PRECONDITION",
+            }
+            .into(),
+            request_id: None,
+        };
+        if let Err(error) = juy_store::audit::record(&mut conn, &entry).await {
+            tracing::error!(meeting = %lease.id, error = %error, "could not write the audit entry of a write-back");
+        }
     }
     Ok(report)
 }
@@ -92,7 +109,7 @@ pub async fn dispatch_once(engine: &Engine, owner: &str, limit: i64) -> Result<D
 async fn deliver(engine: &Engine, lease: &LeasedDelivery) -> Result<DeliveryOutcome, juy_store::StoreError> {
     let (meeting, target) = {
         let mut conn = engine.store().conn().await?;
-        let key = engine.store().data_key(&mut conn, &lease.user_id).await?;
+        let key = engine.store().existing_data_key(&mut conn, &lease.user_id).await?;
         let meeting = match meetings::get_meeting(&mut conn, &key, &lease.user_id, lease.id).await {
             Ok(meeting) => meeting,
             Err(juy_store::StoreError::NotFound { .. }) => {
