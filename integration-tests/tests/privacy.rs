@@ -414,7 +414,7 @@ async fn every_action_is_audited_with_its_outcome_and_no_entry_can_be_altered() 
     for statement in [
         "UPDATE audit_events SET result = 'OK' WHERE result <> 'OK'",
         "DELETE FROM audit_events",
-        "TRUNCATE audit_events",
+        "TRUNCATE audit_events CASCADE",
     ] {
         let error = diesel::sql_query(statement).execute(&mut *conn).await.unwrap_err();
         assert!(error.to_string().contains("append-only"), "{statement}: {error}");

@@ -175,3 +175,127 @@ pub async fn erase_user(
         .next()
         .map_or(0, |r| u64::try_from(r.erased).unwrap_or(0)))
 }
+
+/// Switches forwarding to the external audit service on or off (migration
+/// 000009): while on, every new entry is queued for the forwarders in the
+/// transaction that appends it. Set by the service at start from its configuration.
+pub async fn set_forwarding(conn: &mut AsyncPgConnection, enabled: bool) -> Result<(), StoreError> {
+    sql_query("UPDATE audit_forwarding SET enabled = $1, updated_at = now() WHERE enabled IS DISTINCT FROM $1")
+        .bind::<diesel::sql_types::Bool, _>(enabled)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An entry leased for forwarding, with the attempts made so far (this one included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardLease {
+    /// The entry.
+    pub event: AuditEvent,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+}
+
+#[derive(QueryableByName)]
+struct LeasedSeq {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+}
+
+/// Leases up to `limit` queued entries that are due (oldest first) for
+/// `owner` until `now + lease_for`, counting the attempt. Entries another
+/// forwarder holds are skipped.
+pub async fn lease_forward(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_for: chrono::Duration,
+    limit: i64,
+) -> Result<Vec<ForwardLease>, StoreError> {
+    let leased: Vec<LeasedSeq> = sql_query(
+        "WITH due AS ( \
+             SELECT seq FROM audit_forward_queue \
+             WHERE next_attempt_at <= $2 AND (lease_expires_at IS NULL OR lease_expires_at <= $2) \
+             ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         UPDATE audit_forward_queue q SET lease_owner = $1, lease_expires_at = $3, attempts = q.attempts + 1 \
+         FROM due WHERE q.seq = due.seq RETURNING q.seq, q.attempts",
+    )
+    .bind::<Text, _>(owner)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Timestamptz, _>(now + lease_for)
+    .bind::<BigInt, _>(limit.max(1))
+    .load(conn)
+    .await?;
+    if leased.is_empty() {
+        return Ok(Vec::new());
+    }
+    let seqs: Vec<i64> = leased.iter().map(|l| l.seq).collect();
+    let events: Vec<AuditEvent> = sql_query(format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE seq = ANY($1) ORDER BY seq"
+    ))
+    .bind::<Array<BigInt>, _>(&seqs)
+    .load(conn)
+    .await?;
+    let attempts: std::collections::HashMap<i64, i32> = leased.iter().map(|l| (l.seq, l.attempts)).collect();
+    Ok(events
+        .into_iter()
+        .map(|event| ForwardLease {
+            attempts: attempts.get(&event.seq).copied().unwrap_or(1),
+            event,
+        })
+        .collect())
+}
+
+/// The audit service confirmed these entries: they leave the queue (only
+/// while `owner` still holds them). Returns how many left.
+pub async fn forwarded(conn: &mut AsyncPgConnection, owner: &str, seqs: &[i64]) -> Result<u64, StoreError> {
+    let deleted = sql_query("DELETE FROM audit_forward_queue WHERE seq = ANY($1) AND lease_owner = $2")
+        .bind::<Array<BigInt>, _>(seqs)
+        .bind::<Text, _>(owner)
+        .execute(conn)
+        .await?;
+    Ok(deleted as u64)
+}
+
+/// Forwarding these entries failed: they are retried at `retry_at` (only
+/// while `owner` still holds them). `error` names a status or a transport
+/// failure, never entry content.
+pub async fn forward_failed(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    seqs: &[i64],
+    retry_at: DateTime<Utc>,
+    error: &str,
+) -> Result<(), StoreError> {
+    let error: String = error.chars().take(crate::sync_state::MAX_ERROR_CHARS).collect();
+    sql_query(
+        "UPDATE audit_forward_queue SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $3, \
+         last_error = $4 WHERE seq = ANY($1) AND lease_owner = $2",
+    )
+    .bind::<Array<BigInt>, _>(seqs)
+    .bind::<Text, _>(owner)
+    .bind::<Timestamptz, _>(retry_at)
+    .bind::<Text, _>(&error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many entries wait to be forwarded, and when the oldest was recorded.
+pub async fn forward_backlog(conn: &mut AsyncPgConnection) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+    #[derive(QueryableByName)]
+    struct Backlog {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        oldest: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Backlog> = sql_query(
+        "SELECT count(*) AS n, min(e.occurred_at) AS oldest FROM audit_forward_queue q JOIN audit_events e USING (seq)",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map_or((0, None), |b| (b.n, b.oldest)))
+}

@@ -95,7 +95,8 @@ async fn the_trail_refuses_update_delete_and_truncate_even_to_its_owner() {
         "UPDATE audit_events SET result = 'PERMISSION_DENIED'",
         "UPDATE audit_events SET actor = 'someone-else' WHERE seq > 0",
         "DELETE FROM audit_events",
-        "TRUNCATE audit_events",
+        // (A plain TRUNCATE is refused before the trigger: the forwarding queue refers to the table.)
+        "TRUNCATE audit_events CASCADE",
     ] {
         let refused = diesel::sql_query(sql).execute(&mut f.conn).await.unwrap_err();
         assert!(
@@ -149,4 +150,87 @@ async fn erasing_a_user_removes_their_entries_and_records_only_the_erasure() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("append-only"));
+}
+
+#[tokio::test]
+async fn forwarding_queues_new_entries_only_while_on_and_leases_retries_and_confirms_them() {
+    use juy_store::audit::{forward_backlog, forward_failed, forwarded, lease_forward, set_forwarding};
+    let mut f = fixture().await;
+    let alice = user("alice");
+    let minute = chrono::Duration::minutes(1);
+    // Off (the default): nothing is queued.
+    record(&mut f.conn, &entry("alice", "events.list", Some(&alice), "OK"))
+        .await
+        .unwrap();
+    assert_eq!(forward_backlog(&mut f.conn).await.unwrap().0, 0);
+
+    set_forwarding(&mut f.conn, true).await.unwrap();
+    let mut queued = Vec::new();
+    for action in ["events.list", "connection.revoke", "settings.update"] {
+        queued.push(
+            record(&mut f.conn, &entry("alice", action, Some(&alice), "OK"))
+                .await
+                .unwrap(),
+        );
+    }
+    // Queued entries are due from when they were recorded.
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(forward_backlog(&mut f.conn).await.unwrap().0, 3);
+
+    // Two forwarders share the queue without overlap; oldest first.
+    let first = lease_forward(&mut f.conn, "fwd-a", now, minute, 2).await.unwrap();
+    let second = lease_forward(&mut f.conn, "fwd-b", now, minute, 10).await.unwrap();
+    let seqs = |l: &[juy_store::audit::ForwardLease]| l.iter().map(|x| x.event.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&first), vec![queued[0].seq, queued[1].seq]);
+    assert_eq!(seqs(&second), vec![queued[2].seq]);
+    assert_eq!(first[0].event, queued[0]);
+    assert!(first.iter().all(|l| l.attempts == 1));
+    assert!(
+        lease_forward(&mut f.conn, "fwd-c", now, minute, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A failure is retried at its time, by whoever leases it then; a stale owner confirms nothing.
+    let half = chrono::Duration::seconds(30);
+    forward_failed(&mut f.conn, "fwd-a", &seqs(&first), now + half, "HTTP 503")
+        .await
+        .unwrap();
+    assert!(
+        lease_forward(&mut f.conn, "fwd-c", now, minute, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = lease_forward(&mut f.conn, "fwd-c", now + half, minute, 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&retried), seqs(&first));
+    assert!(retried.iter().all(|l| l.attempts == 2));
+    assert_eq!(forwarded(&mut f.conn, "fwd-a", &seqs(&first)).await.unwrap(), 0);
+    assert_eq!(forwarded(&mut f.conn, "fwd-c", &seqs(&first)).await.unwrap(), 2);
+    assert_eq!(forwarded(&mut f.conn, "fwd-b", &seqs(&second)).await.unwrap(), 1);
+    assert_eq!(forward_backlog(&mut f.conn).await.unwrap().0, 0);
+
+    // An erasure's own entry is queued; the erased user's queued entries go with them.
+    record(&mut f.conn, &entry("alice", "events.list", Some(&alice), "OK"))
+        .await
+        .unwrap();
+    erase_user(&mut f.conn, &alice, None).await.unwrap();
+    let left = lease_forward(&mut f.conn, "fwd-a", now + minute, minute, 10)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event.action, "data.erase");
+
+    set_forwarding(&mut f.conn, false).await.unwrap();
+    record(&mut f.conn, &entry("bob", "events.list", None, "OK"))
+        .await
+        .unwrap();
+    assert_eq!(
+        forward_backlog(&mut f.conn).await.unwrap().0,
+        1,
+        "only the leased erasure entry"
+    );
 }
