@@ -22,6 +22,7 @@ pub mod engine;
 mod metrics;
 pub mod outbox;
 pub mod push;
+pub mod reminders;
 pub mod worker;
 
 use std::time::Duration;
@@ -97,6 +98,8 @@ pub struct SyncConfig {
     pub push: Option<push::PushConfig>,
     /// The meeting write-back dispatcher.
     pub outbox: outbox::OutboxConfig,
+    /// Reminders to the notification service; `None` (no endpoint): none are planned or sent.
+    pub reminders: Option<reminders::ReminderConfig>,
     /// How old a calendar's last successful sync may be before free/busy
     /// calls its owner's busy time incomplete (read by the API).
     pub stale_after: chrono::Duration,
@@ -125,6 +128,7 @@ impl Default for SyncConfig {
             job_retention: chrono::Duration::days(1),
             push: None,
             outbox: outbox::OutboxConfig::default(),
+            reminders: None,
             stale_after: chrono::Duration::hours(1),
         }
     }

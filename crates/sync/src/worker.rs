@@ -35,7 +35,8 @@ impl Workers {
 
 /// Starts `engine.config().workers` workers named `{replica}/{n}` (names
 /// must be unique across replicas), `engine.config().outbox.dispatchers`
-/// meeting dispatchers and the cleanup job. `wakeup` wakes the workers,
+/// meeting dispatchers, the reminder planner and dispatchers (when
+/// `engine.config().reminders` is set) and the cleanup job. `wakeup` wakes the workers,
 /// `outbox_wakeup` the dispatchers (separate signals, so one kind never
 /// takes the other's wake-up).
 pub fn spawn_workers(
@@ -62,6 +63,10 @@ pub fn spawn_workers(
             outbox_wakeup.clone(),
             stopped.clone(),
         ));
+    }
+    match engine.config().reminders.clone() {
+        Some(config) => tasks.extend(crate::reminders::spawn(Arc::clone(&engine), &config, replica, &stopped)),
+        None => tracing::info!("reminders.endpoint is not set: reminders are neither planned nor sent"),
     }
     tasks.push(spawn_cleanup(Arc::clone(&engine), stopped));
     Workers { stop, tasks }
