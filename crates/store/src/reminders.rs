@@ -78,7 +78,7 @@ impl std::fmt::Display for Channel {
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeliveryState {
     /// Waiting for its due time (or its next attempt).
     Pending,

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use juy_domain::{
     Calendar, CalendarEvent, EventStatus, NotificationChannels, Provider, Reminder, ReminderMethod, ResponseStatus,
 };
+use diesel_async::RunQueryDsl as _;
 use juy_store::AsyncPgConnection;
 use juy_store::events::{delete_events_by_external_id, upsert_events};
 use juy_store::reminders::{
@@ -436,13 +437,19 @@ async fn one_planner_runs_at_a_time_and_finds_events_through_the_reminder_index(
     // With sequential scans priced out, the planner's event search is the GiST index's
     // (its predicate implies the partial index's).
     exec(&mut f.conn, "SET enable_seqscan = off").await;
-    let plan = texts(
-        &mut f.conn,
-        "EXPLAIN SELECT e.id::text AS value FROM user_calendar_events e \
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let plan: Vec<PlanLine> = diesel::sql_query(
+        "EXPLAIN SELECT e.id FROM user_calendar_events e \
          WHERE juy_reminder_span(e.start_at, e.reminders) && tstzrange(now(), now() + interval '15 minutes', '[]') \
            AND e.reminders <> '[]'::jsonb AND e.status <> 'cancelled' AND jsonb_typeof(e.reminders) = 'array'",
     )
+    .load(&mut f.conn)
     .await
-    .join("\n");
+    .unwrap();
+    let plan = plan.into_iter().map(|row| row.line).collect::<Vec<_>>().join("\n");
     assert!(plan.contains("user_calendar_events_reminders_idx"), "{plan}");
 }
