@@ -318,6 +318,7 @@ impl World {
     /// Asserts the server logged neither event texts nor the secret.
     fn assert_logs_clean(&self) {
         let output = self.output();
+        assert!(output.contains("reminder delivered"), "the log is read: {output}");
         for secret in ["Confidential board meeting", "Room Kepler", SECRET] {
             assert!(!output.contains(secret), "the log carries {secret:?}:\n{output}");
         }

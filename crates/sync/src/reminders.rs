@@ -625,3 +625,129 @@ fn spawn_dispatcher(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use juy_domain::{CalendarId, EventId, NotificationChannels, Provider, ReminderMethod, UserId};
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn signatures_verify_only_for_the_same_key_body_and_a_recent_time() {
+        let now = Utc::now();
+        let body = br#"{"idempotency_key":"k"}"#;
+        let header = sign(SECRET, now.timestamp(), body);
+        assert!(header.starts_with(&format!("t={},v1=", now.timestamp())));
+        let tolerance = chrono::Duration::minutes(5);
+        assert!(verify(SECRET, &header, body, now, tolerance));
+        assert!(!verify(b"another key of thirty-two bytes!", &header, body, now, tolerance));
+        assert!(!verify(SECRET, &header, br#"{"idempotency_key":"x"}"#, now, tolerance));
+        assert!(!verify(SECRET, &header, body, now + chrono::Duration::minutes(6), tolerance));
+        assert!(!verify(SECRET, "v1=00", body, now, tolerance));
+        assert!(!verify(SECRET, "", body, now, tolerance));
+        // The timestamp is signed: moving it breaks the signature.
+        let moved = header.replacen(&format!("t={}", now.timestamp()), &format!("t={}", now.timestamp() + 1), 1);
+        assert!(!verify(SECRET, &moved, body, now, tolerance));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let now = DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z").unwrap().with_timezone(&Utc);
+        let headers = |value: &str| {
+            let mut map = reqwest::header::HeaderMap::new();
+            map.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            map
+        };
+        assert_eq!(retry_after(&headers("7"), now), Some(chrono::Duration::seconds(7)));
+        assert_eq!(
+            retry_after(&headers("Mon, 02 Mar 2026 10:01:00 GMT"), now),
+            Some(chrono::Duration::seconds(60))
+        );
+        assert_eq!(retry_after(&headers("soon"), now), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn a_delivery_is_withdrawn_when_its_event_changed_since_it_was_planned() {
+        let start = Utc::now();
+        let reminder = Reminder {
+            minutes_before: 10,
+            method: ReminderMethod::Popup,
+        };
+        let lease = LeasedDelivery {
+            user_id: UserId::new("u").unwrap(),
+            idempotency_key: "k".repeat(64),
+            calendar_id: CalendarId(uuid::Uuid::nil()),
+            event_id: EventId(uuid::Uuid::nil()),
+            provider: Provider::Google,
+            event_start: start,
+            reminder,
+            channel: Channel::Email,
+            due_at: start - chrono::Duration::minutes(10),
+            attempt: 1,
+            owner: "d".into(),
+            expires_at: start,
+        };
+        let event = DeliveryEvent {
+            id: lease.event_id,
+            calendar_id: lease.calendar_id,
+            provider: Provider::Google,
+            title: None,
+            location: None,
+            start,
+            end: start + chrono::Duration::hours(1),
+            all_day: None,
+            time_zone: None,
+            status: EventStatus::Confirmed,
+            self_response: ResponseStatus::Accepted,
+            reminders: vec![reminder],
+            channels: NotificationChannels {
+                provider: Provider::Google,
+                push: false,
+                email: true,
+                sms: false,
+            },
+        };
+        assert_eq!(withdrawal(&lease, &event), None);
+        let changed = |change: &dyn Fn(&mut DeliveryEvent)| {
+            let mut event = event.clone();
+            change(&mut event);
+            withdrawal(&lease, &event)
+        };
+        assert_eq!(
+            changed(&|e| e.status = EventStatus::Cancelled),
+            Some("the event was cancelled")
+        );
+        assert_eq!(
+            changed(&|e| e.start += chrono::Duration::minutes(1)),
+            Some("the event moved")
+        );
+        assert_eq!(
+            changed(&|e| e.self_response = ResponseStatus::Declined),
+            Some("the event was declined")
+        );
+        assert_eq!(changed(&|e| e.reminders.clear()), Some("the reminder was removed"));
+        assert_eq!(
+            changed(&|e| e.channels.email = false),
+            Some("the channel was switched off")
+        );
+    }
+
+    #[test]
+    fn the_message_keeps_its_texts_out_of_debug() {
+        let event = MessageEvent {
+            name: "events/x".into(),
+            title: Some("Secret title".into()),
+            location: Some("Secret room".into()),
+            start_time: Utc::now(),
+            end_time: Utc::now(),
+            all_day: false,
+            start_date: None,
+            end_date: None,
+            time_zone: None,
+        };
+        let shown = format!("{event:?}");
+        assert!(!shown.contains("Secret"), "{shown}");
+    }
+}
