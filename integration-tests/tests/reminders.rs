@@ -131,7 +131,9 @@ async fn receive(state: &Mutex<ReceiverState>, held: &Notify, headers: &HeaderMa
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let body_key = parsed.as_ref().and_then(|b| b["idempotency_key"].as_str());
-    let Some(parsed) = parsed.clone().filter(|_| signature_is_valid(headers, body) && key.is_some() && key == body_key)
+    let Some(parsed) = parsed
+        .clone()
+        .filter(|_| signature_is_valid(headers, body) && key.is_some() && key == body_key)
     else {
         state.lock().unwrap().forged += 1;
         return StatusCode::UNAUTHORIZED.into_response();
@@ -365,8 +367,16 @@ async fn a_restart_between_due_and_delivered_delivers_it_once() {
     let seen = w.receiver.seen();
     assert_eq!(seen.len(), 2, "sent twice: at least once");
     let keys: BTreeSet<&str> = seen.iter().map(|s| s.key.as_str()).collect();
-    assert_eq!(keys, BTreeSet::from([rows[0].idempotency_key.as_str()]), "one idempotency key");
-    assert_eq!(w.receiver.with(|state| (state.effects, state.forged)), (1, 0), "one effect");
+    assert_eq!(
+        keys,
+        BTreeSet::from([rows[0].idempotency_key.as_str()]),
+        "one idempotency key"
+    );
+    assert_eq!(
+        w.receiver.with(|state| (state.effects, state.forged)),
+        (1, 0),
+        "one effect"
+    );
     w.assert_logs_clean();
 }
 
@@ -384,7 +394,11 @@ async fn a_receiver_failing_three_times_then_succeeding_gets_it_once() {
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     assert_eq!((row.attempts, row.last_error.as_deref()), (4, None));
-    assert_eq!(row.channel, Channel::Push, "a user who never set channels gets push only");
+    assert_eq!(
+        row.channel,
+        Channel::Push,
+        "a user who never set channels gets push only"
+    );
     let seen = w.receiver.seen();
     assert_eq!(seen.len(), 4, "four attempts seen");
     assert!(seen.iter().all(|s| s.key == row.idempotency_key && s.channel == "push"));
@@ -399,12 +413,16 @@ async fn a_receiver_failing_three_times_then_succeeding_gets_it_once() {
     assert_eq!(body["event"]["location"], "Room Kepler");
     assert_eq!(body["event"]["all_day"], false);
     assert_eq!(
-        body["event"]["start_time"].as_str().map(|t| DateTime::parse_from_rfc3339(t).unwrap()),
+        body["event"]["start_time"]
+            .as_str()
+            .map(|t| DateTime::parse_from_rfc3339(t).unwrap()),
         Some(start.into())
     );
     assert_eq!(body["reminder"], json!({"minutes_before": 1, "method": "popup"}));
     assert_eq!(
-        body["due_time"].as_str().map(|t| DateTime::parse_from_rfc3339(t).unwrap()),
+        body["due_time"]
+            .as_str()
+            .map(|t| DateTime::parse_from_rfc3339(t).unwrap()),
         Some((start - Duration::minutes(1)).into())
     );
     w.assert_logs_clean();
@@ -427,7 +445,10 @@ async fn moving_an_event_moves_its_reminder() {
     w.put_event("offsite", moved, 1);
     let rows = w.until_rows("the moved reminder delivered", delivered).await;
     assert_eq!(rows.len(), 2, "{rows:?}");
-    let old_row = rows.iter().find(|row| row.idempotency_key == old.idempotency_key).unwrap();
+    let old_row = rows
+        .iter()
+        .find(|row| row.idempotency_key == old.idempotency_key)
+        .unwrap();
     assert_eq!(old_row.state, DeliveryState::Withdrawn, "the old reminder is withdrawn");
     let new_row = rows.iter().find(|row| row.state == DeliveryState::Delivered).unwrap();
     assert_eq!(new_row.due_at, moved - Duration::minutes(1));
@@ -437,7 +458,9 @@ async fn moving_an_event_moves_its_reminder() {
     assert_eq!(seen.len(), 1, "the receiver gets only the new reminder");
     assert_eq!(seen[0].key, new_row.idempotency_key);
     assert_eq!(
-        seen[0].body["due_time"].as_str().map(|t| DateTime::parse_from_rfc3339(t).unwrap()),
+        seen[0].body["due_time"]
+            .as_str()
+            .map(|t| DateTime::parse_from_rfc3339(t).unwrap()),
         Some((moved - Duration::minutes(1)).into())
     );
 }

@@ -1076,14 +1076,20 @@ mod tests {
         let reminders = settings.sync.reminders.clone().unwrap();
         assert_eq!(reminders.endpoint, "https://notify.example/v1/reminders");
         assert_eq!(reminders.secret.as_slice(), secret.as_bytes());
-        assert!(!format!("{settings:?}").contains(secret), "the secret stays out of Debug");
+        assert!(
+            !format!("{settings:?}").contains(secret),
+            "the secret stays out of Debug"
+        );
         assert!(with_endpoint("http://127.0.0.1:9999/hook", &[]).is_ok());
         for (endpoint, extra, named) in [
             ("http://notify.example/hook", &[][..], "reminders.endpoint"),
             ("https://user:pw@notify.example/hook", &[][..], "reminders.endpoint"),
             (
                 "https://notify.example/hook",
-                &[("JUY_REMINDERS__LEASE_SECS", "5"), ("JUY_REMINDERS__REQUEST_TIMEOUT_SECS", "10")][..],
+                &[
+                    ("JUY_REMINDERS__LEASE_SECS", "5"),
+                    ("JUY_REMINDERS__REQUEST_TIMEOUT_SECS", "10"),
+                ][..],
                 "reminders.lease_secs",
             ),
             (

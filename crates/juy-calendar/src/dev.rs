@@ -458,9 +458,5 @@ pub async fn start_reminder_receiver(state_dir: &Path) -> anyhow::Result<Reminde
             tracing::warn!(%error, "the dev reminder receiver stopped");
         }
     });
-    Ok(ReminderReceiver {
-        url,
-        secret_file,
-        task,
-    })
+    Ok(ReminderReceiver { url, secret_file, task })
 }

@@ -149,8 +149,7 @@ pub fn idempotency_key(
 }
 
 /// The reason stored on rows the planner withdraws (it cannot tell which change made them unwanted).
-pub const WITHDRAWN_BY_PLANNER: &str =
-    "no longer wanted: the event moved, was cancelled, declined or deleted, the reminder was removed, \
+pub const WITHDRAWN_BY_PLANNER: &str = "no longer wanted: the event moved, was cancelled, declined or deleted, the reminder was removed, \
      or the channel was switched off";
 
 /// What one planning pass did.

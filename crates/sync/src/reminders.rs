@@ -213,9 +213,8 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: DateTime<Utc>, tole
     if (now.timestamp() - timestamp).abs() > tolerance.num_seconds() {
         return false;
     }
-    tags.into_iter().any(|tag| {
-        decode_hex(tag).is_some_and(|bytes| mac(secret, timestamp, body).verify_slice(&bytes).is_ok())
-    })
+    tags.into_iter()
+        .any(|tag| decode_hex(tag).is_some_and(|bytes| mac(secret, timestamp, body).verify_slice(&bytes).is_ok()))
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -284,7 +283,9 @@ pub struct Sender {
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Sender")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -641,19 +642,37 @@ mod tests {
         assert!(header.starts_with(&format!("t={},v1=", now.timestamp())));
         let tolerance = chrono::Duration::minutes(5);
         assert!(verify(SECRET, &header, body, now, tolerance));
-        assert!(!verify(b"another key of thirty-two bytes!", &header, body, now, tolerance));
+        assert!(!verify(
+            b"another key of thirty-two bytes!",
+            &header,
+            body,
+            now,
+            tolerance
+        ));
         assert!(!verify(SECRET, &header, br#"{"idempotency_key":"x"}"#, now, tolerance));
-        assert!(!verify(SECRET, &header, body, now + chrono::Duration::minutes(6), tolerance));
+        assert!(!verify(
+            SECRET,
+            &header,
+            body,
+            now + chrono::Duration::minutes(6),
+            tolerance
+        ));
         assert!(!verify(SECRET, "v1=00", body, now, tolerance));
         assert!(!verify(SECRET, "", body, now, tolerance));
         // The timestamp is signed: moving it breaks the signature.
-        let moved = header.replacen(&format!("t={}", now.timestamp()), &format!("t={}", now.timestamp() + 1), 1);
+        let moved = header.replacen(
+            &format!("t={}", now.timestamp()),
+            &format!("t={}", now.timestamp() + 1),
+            1,
+        );
         assert!(!verify(SECRET, &moved, body, now, tolerance));
     }
 
     #[test]
     fn retry_after_is_read_as_seconds_or_a_date() {
-        let now = DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let headers = |value: &str| {
             let mut map = reqwest::header::HeaderMap::new();
             map.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());

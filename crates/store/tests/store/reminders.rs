@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
+use diesel_async::RunQueryDsl as _;
 use juy_domain::{
     Calendar, CalendarEvent, EventStatus, NotificationChannels, Provider, Reminder, ReminderMethod, ResponseStatus,
 };
-use diesel_async::RunQueryDsl as _;
 use juy_store::AsyncPgConnection;
 use juy_store::events::{delete_events_by_external_id, upsert_events};
 use juy_store::reminders::{
@@ -113,7 +113,11 @@ async fn due_reminders_are_planned_once_per_enabled_channel_under_their_document
         assert_eq!(row.next_attempt_at, Some(row.due_at));
         assert_eq!((row.event_id, row.event_start, row.attempts), (ev.id, start(), 0));
     }
-    assert_eq!(planned[0].reminder, popup(10), "a popup wins over an email at the same minute");
+    assert_eq!(
+        planned[0].reminder,
+        popup(10),
+        "a popup wins over an email at the same minute"
+    );
 
     // Planning again changes nothing, and the keys of an unmoved event never change.
     let again = plan_at(&mut f.conn, start() - Duration::minutes(11)).await;
@@ -193,7 +197,10 @@ async fn a_moved_event_gets_a_new_reminder_and_its_old_pending_one_is_withdrawn(
         ])
     );
     assert_eq!(
-        back.iter().find(|row| row.state == DeliveryState::Pending).unwrap().idempotency_key,
+        back.iter()
+            .find(|row| row.state == DeliveryState::Pending)
+            .unwrap()
+            .idempotency_key,
         old.idempotency_key
     );
 }
@@ -234,9 +241,16 @@ async fn channels_follow_the_switches_and_a_channel_switched_off_gets_nothing() 
         email: false,
         sms: false,
     };
-    update_settings(&mut f.conn, &f.key, &f.user, &[], &[microsoft], AvailabilityPatch::default())
-        .await
-        .unwrap();
+    update_settings(
+        &mut f.conn,
+        &f.key,
+        &f.user,
+        &[],
+        &[microsoft],
+        AvailabilityPatch::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(plan_at(&mut f.conn, now).await.withdrawn, 0);
 }
 
@@ -335,10 +349,16 @@ async fn leases_are_exclusive_fenced_and_taken_over_once_they_run_out() {
         )
     );
     assert!(
-        reminders::lease_due(&mut f.conn, "b", retry_at - Duration::seconds(1), Duration::seconds(60), 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        reminders::lease_due(
+            &mut f.conn,
+            "b",
+            retry_at - Duration::seconds(1),
+            Duration::seconds(60),
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty(),
         "not before the backoff"
     );
     let third = reminders::lease_due(&mut f.conn, "b", retry_at, Duration::seconds(60), 10)
@@ -358,10 +378,16 @@ async fn leases_are_exclusive_fenced_and_taken_over_once_they_run_out() {
     // Delivered rows are never leased again, and planning again does not revive them.
     plan_at(&mut f.conn, retry_at).await;
     assert!(
-        reminders::lease_due(&mut f.conn, "b", retry_at + Duration::hours(1), Duration::seconds(60), 10)
-            .await
-            .unwrap()
-            .is_empty()
+        reminders::lease_due(
+            &mut f.conn,
+            "b",
+            retry_at + Duration::hours(1),
+            Duration::seconds(60),
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 }
 
@@ -381,7 +407,10 @@ async fn the_dispatcher_reads_the_event_texts_and_current_channels_but_rows_hold
     assert_eq!(found.title.as_deref(), Some("title of ev1"));
     assert_eq!(found.location.as_deref(), Some("location of ev1"));
     assert_eq!((found.start, found.reminders.clone()), (start(), vec![popup(10)]));
-    assert_eq!((found.channels.push, found.channels.email, found.channels.sms), (true, false, true));
+    assert_eq!(
+        (found.channels.push, found.channels.email, found.channels.sms),
+        (true, false, true)
+    );
 
     let dump = texts(
         &mut f.conn,
@@ -389,22 +418,37 @@ async fn the_dispatcher_reads_the_event_texts_and_current_channels_but_rows_hold
     )
     .await;
     assert_eq!(dump.len(), 1);
-    assert!(!dump[0].contains("title of") && !dump[0].contains("location of"), "{}", dump[0]);
+    assert!(
+        !dump[0].contains("title of") && !dump[0].contains("location of"),
+        "{}",
+        dump[0]
+    );
 }
 
 #[tokio::test]
 async fn a_users_rows_go_with_their_erasure_and_with_their_calendars() {
     let mut f = fixture().await;
     let cal = calendar(&mut f.conn, &f.key, &f.user).await;
-    store(&mut f, &[with_reminders(&cal, "ev1", start(), vec![popup(10), popup(5)])]).await;
+    store(
+        &mut f,
+        &[with_reminders(&cal, "ev1", start(), vec![popup(10), popup(5)])],
+    )
+    .await;
     plan_at(&mut f.conn, start() - Duration::minutes(10)).await;
     assert_eq!(rows(&mut f).await.len(), 2);
 
     exec(&mut f.conn, &format!("DELETE FROM calendars WHERE id = '{}'", cal.id)).await;
-    assert!(rows(&mut f).await.is_empty(), "unlinking a calendar removes its reminders");
+    assert!(
+        rows(&mut f).await.is_empty(),
+        "unlinking a calendar removes its reminders"
+    );
 
     let cal = calendar(&mut f.conn, &f.key, &f.user).await;
-    store(&mut f, &[with_reminders(&cal, "ev1", start(), vec![popup(10), popup(5)])]).await;
+    store(
+        &mut f,
+        &[with_reminders(&cal, "ev1", start(), vec![popup(10), popup(5)])],
+    )
+    .await;
     plan_at(&mut f.conn, start() - Duration::minutes(10)).await;
     assert_eq!(
         reminders::delete_user_deliveries(&mut f.conn, &f.user).await.unwrap(),
