@@ -174,6 +174,7 @@ struct Server(Child, tempfile::TempDir);
 impl Server {
     fn start(env: &[(String, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
         let child = Command::new(calendar_binary())
             .arg("serve")
@@ -181,15 +182,17 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().cloned())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("start juy-calendar serve");
         Self(child, dir)
     }
 
+    /// What it logged (stdout) and printed on errors (stderr).
     fn output(&self) -> String {
-        std::fs::read_to_string(self.1.path().join("stderr")).unwrap_or_default()
+        let read = |name: &str| std::fs::read_to_string(self.1.path().join(name)).unwrap_or_default();
+        read("stdout") + &read("stderr")
     }
 
     fn kill(&mut self) {
