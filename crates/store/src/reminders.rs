@@ -186,8 +186,9 @@ struct PlanRow {
 ///   was removed, the channel switched off) is withdrawn.
 ///
 /// Several reminders at the same minute with different methods make one
-/// row (`popup` if any is a popup). The events are found through the GiST
-/// index over their reminder spans, never by scanning every event.
+/// row (`popup` if any is a popup). The events are found through indexes
+/// over their first and last reminder due times, never by scanning every
+/// event.
 pub async fn plan(
     conn: &mut AsyncPgConnection,
     from: DateTime<Utc>,
@@ -228,19 +229,34 @@ pub async fn plan(
 }
 
 /// The planner's statement. `$1`/`$2`: the window of due times, `$3`: now,
-/// `$4`: the withdrawal reason. The predicate on `user_calendar_events`
-/// repeats the partial index's, so `user_calendar_events_reminders_idx`
-/// serves it. The channel defaults mirror `NotificationChannels::default_for`.
-const PLAN_SQL: &str = "\
-WITH wanted AS (
+/// `$4`: the withdrawal reason. The candidates are found through the
+/// partial indexes of migration 000010, whose predicates each branch
+/// repeats: events whose first or last reminder is due in the window
+/// (btree), and events with three or more reminders whose span of due times
+/// overlaps it (GiST). The channel defaults mirror
+/// `NotificationChannels::default_for`. Public so tests can `EXPLAIN` it.
+pub const PLAN_SQL: &str = "\
+WITH candidates AS (
+    SELECT user_id, id FROM user_calendar_events
+    WHERE reminder_first_due BETWEEN $1 AND $2 AND status <> 'cancelled'
+    UNION
+    SELECT user_id, id FROM user_calendar_events
+    WHERE reminder_last_due BETWEEN $1 AND $2 AND status <> 'cancelled'
+    UNION
+    SELECT user_id, id FROM user_calendar_events
+    WHERE tstzrange(reminder_first_due, reminder_last_due, '[]') && tstzrange($1, $2, '[]')
+      AND (reminders -> 2) IS NOT NULL AND reminder_first_due IS NOT NULL AND status <> 'cancelled'
+),
+wanted AS (
     SELECT e.user_id, e.calendar_id, e.id AS event_id, e.provider, e.start_at AS event_start,
            r.minutes_before, r.method, ch.channel,
            e.start_at - make_interval(mins => r.minutes_before) AS due_at
-    FROM user_calendar_events e
+    FROM candidates c
+    JOIN user_calendar_events e ON e.user_id = c.user_id AND e.id = c.id
     CROSS JOIN LATERAL (
         SELECT (x ->> 'minutes_before')::numeric::integer AS minutes_before,
                CASE WHEN bool_or(x ->> 'method' = 'popup') THEN 'popup' ELSE 'email' END AS method
-        FROM jsonb_array_elements(e.reminders) AS x
+        FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e.reminders) = 'array' THEN e.reminders ELSE '[]' END) AS x
         WHERE jsonb_typeof(x -> 'minutes_before') = 'number'
           AND (x ->> 'minutes_before')::numeric BETWEEN -5256000 AND 5256000
         GROUP BY 1
@@ -248,10 +264,7 @@ WITH wanted AS (
     LEFT JOIN notification_settings n ON n.user_id = e.user_id AND n.provider = e.provider
     CROSS JOIN LATERAL (VALUES ('push', coalesce(n.push, true)), ('email', coalesce(n.email, false)),
                                ('sms', coalesce(n.sms, false))) AS ch (channel, enabled)
-    WHERE juy_reminder_span(e.start_at, e.reminders) && tstzrange($1, $2, '[]')
-      AND e.reminders <> '[]'::jsonb AND e.status <> 'cancelled'
-      AND jsonb_typeof(e.reminders) = 'array'
-      AND e.self_response <> 'declined' AND ch.enabled
+    WHERE e.self_response <> 'declined' AND ch.enabled
 ),
 keyed AS (
     SELECT w.*, encode(sha256(convert_to(concat_ws('|', 'juy-reminder-v1', w.event_id::text,

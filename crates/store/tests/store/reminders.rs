@@ -458,7 +458,7 @@ async fn a_users_rows_go_with_their_erasure_and_with_their_calendars() {
 }
 
 #[tokio::test]
-async fn one_planner_runs_at_a_time_and_finds_events_through_the_reminder_index() {
+async fn one_planner_runs_at_a_time_and_finds_events_through_the_reminder_indexes() {
     let mut f = fixture().await;
     let cal = calendar(&mut f.conn, &f.key, &f.user).await;
     store(&mut f, &[with_reminders(&cal, "ev1", start(), vec![popup(10)])]).await;
@@ -478,22 +478,63 @@ async fn one_planner_runs_at_a_time_and_finds_events_through_the_reminder_index(
     exec(&mut other, "COMMIT").await;
     assert_eq!(plan_at(&mut f.conn, now).await.planned, 1);
 
-    // With sequential scans priced out, the planner's event search is the GiST index's
-    // (its predicate implies the partial index's).
+    // With sequential scans priced out, the planner's candidates come from the reminder indexes
+    // (each branch's predicate implies its partial index's).
     exec(&mut f.conn, "SET enable_seqscan = off").await;
     #[derive(diesel::QueryableByName)]
     struct PlanLine {
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
         line: String,
     }
-    let plan: Vec<PlanLine> = diesel::sql_query(
-        "EXPLAIN SELECT e.id FROM user_calendar_events e \
-         WHERE juy_reminder_span(e.start_at, e.reminders) && tstzrange(now(), now() + interval '15 minutes', '[]') \
-           AND e.reminders <> '[]'::jsonb AND e.status <> 'cancelled' AND jsonb_typeof(e.reminders) = 'array'",
-    )
+    let plan: Vec<PlanLine> = diesel::sql_query(format!(
+        "EXPLAIN {}",
+        reminders::PLAN_SQL
+            .replace("$1", "now()")
+            .replace("$2", "(now() + interval '15 minutes')")
+            .replace("$3", "now()")
+            .replace("$4", "'withdrawn'")
+    ))
     .load(&mut f.conn)
     .await
     .unwrap();
     let plan = plan.into_iter().map(|row| row.line).collect::<Vec<_>>().join("\n");
-    assert!(plan.contains("user_calendar_events_reminders_idx"), "{plan}");
+    for index in [
+        "user_calendar_events_reminder_first_due_idx",
+        "user_calendar_events_reminder_last_due_idx",
+        "user_calendar_events_reminder_span_idx",
+    ] {
+        assert!(plan.contains(index), "{index}: {plan}");
+    }
+}
+
+#[tokio::test]
+async fn a_middle_reminder_of_an_event_with_three_is_planned_too() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    // Only the 30-minute one falls in the window: the first (1 day) is before it, the last (1 minute) after it.
+    let ev = with_reminders(&cal, "ev1", start(), vec![email(1440), popup(30), popup(1)]);
+    store(&mut f, std::slice::from_ref(&ev)).await;
+    let now = start() - Duration::minutes(31);
+    let report = reminders::plan(&mut f.conn, now, now + Duration::minutes(5), now)
+        .await
+        .unwrap();
+    assert_eq!(report.planned, 1);
+    let planned = rows(&mut f).await;
+    assert_eq!(planned[0].reminder, popup(30));
+    assert_eq!(planned[0].event_id, ev.id);
+
+    // The stored due span follows the event when it moves.
+    let spans = texts(
+        &mut f.conn,
+        "SELECT reminder_first_due::text || ' ' || reminder_last_due::text AS value FROM user_calendar_events",
+    )
+    .await;
+    assert_eq!(spans, ["2026-03-01 10:00:00+00 2026-03-02 09:59:00+00"]);
+    store(&mut f, &[with_reminders(&cal, "ev1", start() + Duration::hours(1), vec![popup(10)])]).await;
+    let spans = texts(
+        &mut f.conn,
+        "SELECT reminder_first_due::text || ' ' || reminder_last_due::text AS value FROM user_calendar_events",
+    )
+    .await;
+    assert_eq!(spans, ["2026-03-02 10:50:00+00 2026-03-02 10:50:00+00"]);
 }
