@@ -144,7 +144,11 @@ fn reminder_due_span(event: &CalendarEvent) -> (Option<DateTime<Utc>>, Option<Da
     let (Some(largest), Some(smallest)) = (leads.clone().max(), leads.min()) else {
         return (None, None);
     };
-    let due = |lead: i32| event.start.checked_sub_signed(chrono::Duration::minutes(i64::from(lead)));
+    let due = |lead: i32| {
+        event
+            .start
+            .checked_sub_signed(chrono::Duration::minutes(i64::from(lead)))
+    };
     match (due(largest), due(smallest)) {
         (Some(first), Some(last)) => (Some(first), Some(last)),
         _ => (None, None),

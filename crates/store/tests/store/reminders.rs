@@ -530,7 +530,16 @@ async fn a_middle_reminder_of_an_event_with_three_is_planned_too() {
     )
     .await;
     assert_eq!(spans, ["2026-03-01 10:00:00+00 2026-03-02 09:59:00+00"]);
-    store(&mut f, &[with_reminders(&cal, "ev1", start() + Duration::hours(1), vec![popup(10)])]).await;
+    store(
+        &mut f,
+        &[with_reminders(
+            &cal,
+            "ev1",
+            start() + Duration::hours(1),
+            vec![popup(10)],
+        )],
+    )
+    .await;
     let spans = texts(
         &mut f.conn,
         "SELECT reminder_first_due::text || ' ' || reminder_last_due::text AS value FROM user_calendar_events",
