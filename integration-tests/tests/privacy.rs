@@ -692,6 +692,10 @@ async fn the_export_holds_exactly_what_is_stored_about_the_caller_and_no_secret(
     assert_eq!(document["meetings"][0]["name"], meeting.name);
     assert_eq!(document["meetings"][0]["description"], "Bring the \"numbers\"");
     assert!(document["settings"]["notification_channels"].is_array());
+    assert!(
+        document["reminders"].is_array(),
+        "no reminder endpoint here: none planned"
+    );
     // Its audit entries: the meeting's creation, and the export itself (recorded as it starts).
     let audit: Vec<&str> = document["audit_events"]
         .as_array()
@@ -944,4 +948,124 @@ async fn erasure_revokes_at_the_provider_and_leaves_nothing_but_its_own_audit_en
     assert_eq!(problem["violations"][0]["field"], "confirm");
     server.stop().await;
     sandbox.stop().await;
+}
+
+/// An audit service: checks each request's signature, answers 503 to the
+/// first `fail_first` requests, and keeps the entries it accepted.
+struct AuditSink {
+    url: String,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<juy_sync::audit_forward::ForwardedEntry>>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const SINK_SECRET: &str = "audit-sink-secret-0123456789abcdef-0123";
+
+impl AuditSink {
+    async fn start(fail_first: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, counted) = (accepted.clone(), requests.clone());
+        let handler = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (kept, counted) = (kept.clone(), counted.clone());
+            async move {
+                let signature = headers
+                    .get(juy_sync::reminders::SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !juy_sync::reminders::verify(
+                    SINK_SECRET.as_bytes(),
+                    signature,
+                    &body,
+                    Utc::now(),
+                    Duration::minutes(5),
+                ) {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                if counted.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let batch: juy_sync::audit_forward::ForwardBatch = serde_json::from_slice(&body).unwrap();
+                assert_eq!(batch.format, "juy.calendar.audit/v1");
+                kept.lock().unwrap().extend(batch.audit_events);
+                axum::http::StatusCode::OK
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/audit", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/audit", axum::routing::post(handler));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url,
+            accepted,
+            requests,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_trail_is_forwarded_signed_to_the_audit_service_after_its_failures() {
+    let sink = AuditSink::start(2).await;
+    let server = TestServer::start_with(
+        [
+            ("JUY_AUDIT__FORWARD_ENDPOINT", sink.url.as_str()),
+            ("JUY_AUDIT__FORWARD_SECRET", SINK_SECRET),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec(),
+    )
+    .await;
+    let zoe = server.token(ZOE, &[]);
+    server.seed(ZOE).await;
+    set_time_zone(&server, &zoe, "Europe/Berlin").await;
+    let refused = server
+        .admin()
+        .await
+        .list_audit_events(authed(pb::ListAuditEventsRequest::default(), &server.token(MIKO, &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    http()
+        .delete(server.rest("/v1/calendar/me/data?confirm=true"))
+        .bearer_auth(&zoe)
+        .send()
+        .await
+        .unwrap();
+    set_time_zone(&server, &server.token(MIKO, &[]), "Asia/Tokyo").await;
+
+    // Every entry reaches the audit service, signed, despite its first two 503s.
+    let stored: BTreeSet<uuid::Uuid> = trail(&server, AuditFilter::default())
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(stored.len(), 3, "the erasure's entry and Miko's two: {stored:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got: BTreeSet<uuid::Uuid> = sink.accepted.lock().unwrap().iter().map(|e| e.id).collect();
+        // (Entries about Zoe forwarded before her erasure stay with the audit
+        // service, which learns of the erasure from its entry.)
+        if got.is_superset(&stored) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "forwarded {got:?}, stored {stored:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let requests: &std::sync::atomic::AtomicUsize = &sink.requests;
+    assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    let accepted = sink.accepted.lock().unwrap().clone();
+    let erasure = accepted.iter().find(|e| e.action == "data.erase").unwrap();
+    assert_eq!(erasure.subject_user_id.as_deref(), Some(ZOE));
+    assert!(
+        accepted
+            .iter()
+            .any(|e| e.action == "admin.audit.list" && e.result == "PERMISSION_DENIED")
+    );
+    let mut conn = server.store.conn().await.unwrap();
+    assert_eq!(juy_store::audit::forward_backlog(&mut conn).await.unwrap().0, 0);
+    drop(conn);
+    server.stop().await;
 }

@@ -74,6 +74,44 @@ impl From<&AuditEvent> for AuditEventJson {
     }
 }
 
+/// One reminder delivery in the export (no event text is stored with it).
+#[derive(Debug, Serialize)]
+struct ReminderJson {
+    event: String,
+    calendar: String,
+    provider: &'static str,
+    event_start_time: chrono::DateTime<Utc>,
+    minutes_before: i32,
+    method: &'static str,
+    channel: &'static str,
+    due_time: chrono::DateTime<Utc>,
+    state: &'static str,
+    attempts: i32,
+    last_error: Option<String>,
+    deliver_time: Option<chrono::DateTime<Utc>>,
+    idempotency_key: String,
+}
+
+impl From<&juy_store::reminders::ReminderDelivery> for ReminderJson {
+    fn from(r: &juy_store::reminders::ReminderDelivery) -> Self {
+        Self {
+            event: names::event(r.event_id),
+            calendar: names::calendar(r.calendar_id),
+            provider: r.provider.as_str(),
+            event_start_time: r.event_start,
+            minutes_before: r.reminder.minutes_before,
+            method: r.reminder.method.as_str(),
+            channel: r.channel.as_str(),
+            due_time: r.due_at,
+            state: r.state.as_str(),
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            deliver_time: r.delivered_at,
+            idempotency_key: r.idempotency_key.clone(),
+        }
+    }
+}
+
 /// What `DeleteMyData` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErasureJson {
@@ -262,6 +300,14 @@ impl CalendarService {
                     break;
                 }
             }
+            w.raw("]");
+
+            // Rows live from shortly before their due time until a week
+            // after it: a user has few, read at once.
+            let reminders = juy_store::reminders::list_user_deliveries(conn, user).await?;
+            w.open_array("reminders")?;
+            let mut first = true;
+            w.items(reminders.iter().map(ReminderJson::from), &mut first).await?;
             w.raw("]");
 
             w.open_array("audit_events")?;

@@ -50,6 +50,228 @@ struct RawSettings {
     oauth: RawOAuth,
     caldav: RawCalDav,
     sync: RawSync,
+    reminders: RawReminders,
+    audit: RawAudit,
+}
+
+/// Forwarding of the audit trail (`juy_sync::audit_forward::AuditForwardConfig`; defaults there).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    /// The audit service's endpoint; empty: entries are kept in the database only.
+    forward_endpoint: String,
+    forward_secret: Option<String>,
+    forward_secret_file: Option<PathBuf>,
+    forwarders: usize,
+    forward_batch: i64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        let d = juy_sync::audit_forward::AuditForwardConfig::new(String::new(), Zeroizing::new(Vec::new()));
+        Self {
+            forward_endpoint: String::new(),
+            forward_secret: None,
+            forward_secret_file: None,
+            forwarders: d.forwarders,
+            forward_batch: d.batch,
+        }
+    }
+}
+
+/// The forwarding settings; `None` when no endpoint is set.
+fn audit_config(raw: RawAudit) -> Result<Option<juy_sync::audit_forward::AuditForwardConfig>, ConfigError> {
+    let Some((endpoint, secret)) = signed_endpoint(
+        "audit.forward_endpoint",
+        "audit.forward_secret",
+        raw.forward_endpoint,
+        raw.forward_secret,
+        raw.forward_secret_file,
+    )?
+    else {
+        return Ok(None);
+    };
+    if raw.forwarders > 16 {
+        return Err(ConfigError::new("audit.forwarders", "must be between 0 and 16"));
+    }
+    if !(1..=1000).contains(&raw.forward_batch) {
+        return Err(ConfigError::new("audit.forward_batch", "must be between 1 and 1000"));
+    }
+    Ok(Some(juy_sync::audit_forward::AuditForwardConfig {
+        forwarders: raw.forwarders,
+        batch: raw.forward_batch,
+        ..juy_sync::audit_forward::AuditForwardConfig::new(endpoint, secret)
+    }))
+}
+
+/// An endpoint and the key of its requests' signature.
+type SignedEndpoint = (String, Zeroizing<Vec<u8>>);
+
+/// An endpoint and the key its requests are signed with (HMAC-SHA256);
+/// `None` when no endpoint is set. The endpoint is https, or http on a
+/// loopback address (development and tests); the secret is at least 32 bytes.
+fn signed_endpoint(
+    endpoint_key: &str,
+    secret_key: &str,
+    endpoint: String,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+) -> Result<Option<SignedEndpoint>, ConfigError> {
+    if endpoint.is_empty() {
+        if secret.is_some() || secret_file.is_some() {
+            return Err(ConfigError::new(endpoint_key, "is required with a secret"));
+        }
+        return Ok(None);
+    }
+    let url = url::Url::parse(&endpoint)
+        .ok()
+        .filter(|url| url.host().is_some() && url.username().is_empty() && url.password().is_none());
+    let loopback = |url: &url::Url| match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match &url {
+        Some(url) if url.scheme() == "https" || (url.scheme() == "http" && loopback(url)) => {}
+        _ => {
+            return Err(ConfigError::new(
+                endpoint_key,
+                "must be an https:// URL without credentials (http:// only on a loopback address)",
+            ));
+        }
+    }
+    let secret = match (secret, secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(secret_key, "give secret or secret_file, not both"));
+        }
+        (Some(secret), None) => Zeroizing::new(secret),
+        (None, Some(path)) => read_secret_file(&format!("{secret_key}_file"), &path)?,
+        (None, None) => {
+            return Err(ConfigError::new(
+                secret_key,
+                format!("is required with {endpoint_key}: the key of the requests' HMAC-SHA256 signature"),
+            ));
+        }
+    };
+    if secret.len() < 32 {
+        return Err(ConfigError::new(secret_key, "must be at least 32 bytes"));
+    }
+    Ok(Some((endpoint, Zeroizing::new(secret.as_bytes().to_vec()))))
+}
+
+/// Reminders to the notification service (`juy_sync::reminders::ReminderConfig`; defaults there).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawReminders {
+    /// The notification service's endpoint; empty: reminders off.
+    endpoint: String,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    dispatchers: usize,
+    plan_interval_ms: u64,
+    poll_interval_ms: u64,
+    lookahead_secs: i64,
+    grace_secs: i64,
+    lease_secs: i64,
+    request_timeout_secs: u64,
+    backoff_base_secs: i64,
+    backoff_max_secs: i64,
+    max_attempts: i32,
+    retention_days: i64,
+}
+
+impl Default for RawReminders {
+    fn default() -> Self {
+        let d = juy_sync::reminders::ReminderConfig::new(String::new(), Zeroizing::new(Vec::new()));
+        Self {
+            endpoint: String::new(),
+            secret: None,
+            secret_file: None,
+            dispatchers: d.dispatchers,
+            plan_interval_ms: d.plan_interval.as_millis() as u64,
+            poll_interval_ms: d.poll_interval.as_millis() as u64,
+            lookahead_secs: d.lookahead.num_seconds(),
+            grace_secs: d.grace.num_seconds(),
+            lease_secs: d.lease_for.num_seconds(),
+            request_timeout_secs: d.request_timeout.as_secs(),
+            backoff_base_secs: d.backoff_base.num_seconds(),
+            backoff_max_secs: d.backoff_max.num_seconds(),
+            max_attempts: d.max_attempts,
+            retention_days: d.retention.num_days(),
+        }
+    }
+}
+
+/// The reminder settings; `None` when no endpoint is set. The endpoint is
+/// https, or http on a loopback address (development and tests); the secret
+/// is at least 32 bytes.
+fn reminders_config(raw: RawReminders) -> Result<Option<juy_sync::reminders::ReminderConfig>, ConfigError> {
+    let Some((endpoint, secret)) = signed_endpoint(
+        "reminders.endpoint",
+        "reminders.secret",
+        raw.endpoint,
+        raw.secret,
+        raw.secret_file,
+    )?
+    else {
+        return Ok(None);
+    };
+    let within = |key: &str, value: i64, range: std::ops::RangeInclusive<i64>| {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                &format!("reminders.{key}"),
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    };
+    let as_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    let dispatchers = within("dispatchers", as_i64(raw.dispatchers as u64), 0..=16)?;
+    let plan_interval = within("plan_interval_ms", as_i64(raw.plan_interval_ms), 100..=300_000)?;
+    let poll_interval = within("poll_interval_ms", as_i64(raw.poll_interval_ms), 10..=60_000)?;
+    let lookahead = within("lookahead_secs", raw.lookahead_secs, 10..=86_400)?;
+    let grace = within("grace_secs", raw.grace_secs, 0..=86_400)?;
+    let request_timeout = within("request_timeout_secs", as_i64(raw.request_timeout_secs), 1..=120)?;
+    let lease = within("lease_secs", raw.lease_secs, 2..=3600)?;
+    if lease <= request_timeout {
+        return Err(ConfigError::new(
+            "reminders.lease_secs",
+            "must be longer than reminders.request_timeout_secs",
+        ));
+    }
+    if lookahead * 1000 <= plan_interval {
+        return Err(ConfigError::new(
+            "reminders.lookahead_secs",
+            "must be longer than reminders.plan_interval_ms",
+        ));
+    }
+    let backoff_base = within("backoff_base_secs", raw.backoff_base_secs, 1..=3600)?;
+    let backoff_max = within("backoff_max_secs", raw.backoff_max_secs, 1..=86_400)?;
+    if backoff_max < backoff_base {
+        return Err(ConfigError::new(
+            "reminders.backoff_max_secs",
+            "must not be below reminders.backoff_base_secs",
+        ));
+    }
+    let max_attempts = within("max_attempts", i64::from(raw.max_attempts), 1..=100)?;
+    let retention = within("retention_days", raw.retention_days, 1..=365)?;
+    Ok(Some(juy_sync::reminders::ReminderConfig {
+        endpoint,
+        secret,
+        dispatchers: usize::try_from(dispatchers).unwrap_or(1),
+        plan_interval: Duration::from_millis(plan_interval.unsigned_abs()),
+        poll_interval: Duration::from_millis(poll_interval.unsigned_abs()),
+        lookahead: chrono::Duration::seconds(lookahead),
+        grace: chrono::Duration::seconds(grace),
+        lease_for: chrono::Duration::seconds(lease),
+        request_timeout: Duration::from_secs(request_timeout.unsigned_abs()),
+        backoff_base: chrono::Duration::seconds(backoff_base),
+        backoff_max: chrono::Duration::seconds(backoff_max),
+        max_attempts: i32::try_from(max_attempts).unwrap_or(12),
+        retention: chrono::Duration::days(retention),
+    }))
 }
 
 /// The sync engine (`juy_sync::SyncConfig`; defaults there).
@@ -714,7 +936,11 @@ impl Settings {
             },
             event_ttl: chrono::Duration::days(raw.events.ttl_days),
             integrations: integrations(raw.google, raw.microsoft, raw.oauth, raw.caldav)?,
-            sync: sync_config(raw.sync, chrono::Duration::days(raw.events.ttl_days))?,
+            sync: juy_sync::SyncConfig {
+                reminders: reminders_config(raw.reminders)?,
+                audit_forward: audit_config(raw.audit)?,
+                ..sync_config(raw.sync, chrono::Duration::days(raw.events.ttl_days))?
+            },
         })
     }
 }
@@ -909,6 +1135,56 @@ mod tests {
                 .setting
                 .starts_with("database.url")
         );
+    }
+
+    #[test]
+    fn reminders_are_off_without_an_endpoint_and_checked_with_one() {
+        assert!(load(minimal()).unwrap().sync.reminders.is_none());
+        let secret = "reminder-secret-0123456789abcdef0123";
+        let with_endpoint = |endpoint: &str, extra: &[(&str, &str)]| {
+            let mut env = with("JUY_REMINDERS__ENDPOINT", endpoint);
+            env.push(("JUY_REMINDERS__SECRET".to_owned(), secret.to_owned()));
+            env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            load(env)
+        };
+        let settings = with_endpoint("https://notify.example/v1/reminders", &[]).unwrap();
+        let reminders = settings.sync.reminders.clone().unwrap();
+        assert_eq!(reminders.endpoint, "https://notify.example/v1/reminders");
+        assert_eq!(reminders.secret.as_slice(), secret.as_bytes());
+        assert!(
+            !format!("{settings:?}").contains(secret),
+            "the secret stays out of Debug"
+        );
+        assert!(with_endpoint("http://127.0.0.1:9999/hook", &[]).is_ok());
+        for (endpoint, extra, named) in [
+            ("http://notify.example/hook", &[][..], "reminders.endpoint"),
+            ("https://user:pw@notify.example/hook", &[][..], "reminders.endpoint"),
+            (
+                "https://notify.example/hook",
+                &[
+                    ("JUY_REMINDERS__LEASE_SECS", "5"),
+                    ("JUY_REMINDERS__REQUEST_TIMEOUT_SECS", "10"),
+                ][..],
+                "reminders.lease_secs",
+            ),
+            (
+                "https://notify.example/hook",
+                &[("JUY_REMINDERS__MAX_ATTEMPTS", "0")][..],
+                "reminders.max_attempts",
+            ),
+        ] {
+            let error = with_endpoint(endpoint, extra).unwrap_err();
+            assert!(error.setting.starts_with(named), "{endpoint}: {error}");
+        }
+        let short = load({
+            let mut env = with("JUY_REMINDERS__ENDPOINT", "https://notify.example/hook");
+            env.push(("JUY_REMINDERS__SECRET".to_owned(), "short".to_owned()));
+            env
+        })
+        .unwrap_err();
+        assert!(short.setting.starts_with("reminders.secret"), "{short}");
+        let missing = load(with("JUY_REMINDERS__ENDPOINT", "https://notify.example/hook")).unwrap_err();
+        assert!(missing.setting.starts_with("reminders.secret"), "{missing}");
     }
 
     #[test]

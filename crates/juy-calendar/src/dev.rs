@@ -363,3 +363,100 @@ pub fn linking_help(sandbox_base: &str, rest: &str) -> String {
          curl -s -H \"Authorization: Bearer $TOKEN\" \"$CALLBACK\"   # the gateway would forward the redirect like this\n"
     )
 }
+
+/// The dev run's stand-in for the notification service: a local HTTP
+/// receiver that checks each reminder's signature and logs what it got (key,
+/// channel, event name, due time; never the title or location), once per
+/// idempotency key as a real receiver would apply it.
+#[derive(Debug)]
+pub struct ReminderReceiver {
+    /// Where it listens: what `reminders.endpoint` points at.
+    pub url: String,
+    secret_file: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReminderReceiver {
+    /// The settings pointing the dispatcher at it.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("JUY_REMINDERS__ENDPOINT".to_owned(), self.url.clone()),
+            (
+                "JUY_REMINDERS__SECRET_FILE".to_owned(),
+                self.secret_file.display().to_string(),
+            ),
+        ]
+    }
+
+    /// Stops it.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the dev reminder receiver on a free 127.0.0.1 port, with a
+/// signing secret generated once into `state_dir`.
+pub async fn start_reminder_receiver(state_dir: &Path) -> anyhow::Result<ReminderReceiver> {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    use juy_sync::reminders::{self, ReminderMessage};
+
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    let secret_file = state_dir.join("reminders.secret");
+    let secret = zeroize::Zeroizing::new(
+        file_secret(&secret_file, || {
+            use rand::RngCore as _;
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            hex_encode(&bytes)
+        })?
+        .into_bytes(),
+    );
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let receive = move |headers: HeaderMap, body: Bytes| {
+        let seen = Arc::clone(&seen);
+        let secret = secret.clone();
+        async move {
+            let signature = headers
+                .get(reminders::SIGNATURE_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            if !reminders::verify(&secret, signature, &body, Utc::now(), Duration::minutes(5)) {
+                tracing::warn!("dev reminder receiver: refused a request with a bad signature");
+                return StatusCode::UNAUTHORIZED;
+            }
+            let Ok(message) = serde_json::from_slice::<ReminderMessage>(&body) else {
+                tracing::warn!("dev reminder receiver: refused a body that is not a reminder");
+                return StatusCode::BAD_REQUEST;
+            };
+            let first = seen
+                .lock()
+                .map(|mut seen| seen.insert(message.idempotency_key.clone()))
+                .unwrap_or(true);
+            tracing::info!(
+                key = %message.idempotency_key,
+                user = %message.user_id,
+                channel = %message.channel,
+                event = %message.event.name,
+                due_time = %message.due_time,
+                duplicate = !first,
+                "dev reminder receiver: reminder received"
+            );
+            StatusCode::OK
+        }
+    };
+    let app = axum::Router::new().route("/reminders", axum::routing::post(receive));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the dev reminder receiver")?;
+    let url = format!("http://{}/reminders", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "the dev reminder receiver stopped");
+        }
+    });
+    Ok(ReminderReceiver { url, secret_file, task })
+}

@@ -141,6 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dev { state_dir } => {
             let mut defaults = dev::default_env(state_dir)?;
+            let receiver = dev::start_reminder_receiver(state_dir).await?;
+            defaults.extend(receiver.env());
             #[cfg(feature = "sandbox")]
             let sandbox = {
                 let sandbox = juy_sandbox::Sandbox::new();
@@ -188,6 +190,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seeded.events.len(),
                 state_dir.display(),
             );
+            println!(
+                "Reminders go to a local receiver that checks their signature and logs what it gets: {}\n",
+                receiver.url
+            );
             #[cfg(feature = "sandbox")]
             println!("{}", dev::linking_help(&sandbox.base(), &rest.to_string()));
             let caldav = (
@@ -203,6 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let result = running.run_until(server::shutdown_signal()).await;
+            receiver.stop();
             #[cfg(feature = "sandbox")]
             sandbox.stop().await;
             result

@@ -78,6 +78,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         }
     }
     let store = Store::connect(&settings.database, settings.keyring.clone()).context("connecting to the database")?;
+    {
+        // Forwarding queues entries in the database: switched on or off for the
+        // whole database by whichever replica starts last (replicas share one configuration).
+        let mut conn = store.conn().await.context("connecting to the database")?;
+        juy_store::audit::set_forwarding(&mut conn, settings.sync.audit_forward.is_some())
+            .await
+            .context("switching audit forwarding")?;
+        if let Some(forward) = &settings.sync.audit_forward {
+            tracing::info!(endpoint = %forward.endpoint, "forwarding the audit trail");
+        }
+    }
     let auth = Authenticator::new(&settings.auth).context("setting auth")?;
     // reqwest (provider clients) uses rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -575,3 +575,31 @@ fn extreme_and_garbage_times_never_panic() {
         }
     }
 }
+
+#[test]
+fn reminders_are_the_overrides_the_calendar_defaults_or_none() {
+    let item = |reminders: Option<Value>| {
+        let mut item = json!({ "id": "rem1", "start": { "dateTime": "2026-01-05T09:00:00Z" }, "end": { "dateTime": "2026-01-05T10:00:00Z" } });
+        if let Some(reminders) = reminders {
+            item["reminders"] = reminders;
+        }
+        only_event(&google::normalize(&ctx(Provider::Google), &[item]))
+            .reminders
+            .clone()
+    };
+    let popup = |minutes_before| Reminder {
+        minutes_before,
+        method: ReminderMethod::Popup,
+    };
+    // No reminders object: none (the planner sends nothing for it).
+    assert_eq!(item(None), vec![]);
+    // The calendar's defaults (from the listing's `defaultReminders`, here 10 minutes).
+    assert_eq!(item(Some(json!({ "useDefault": true }))), vec![popup(10)]);
+    // Overrides replace the defaults; `sms`, retired by Google, is dropped.
+    assert_eq!(
+        item(Some(json!({ "useDefault": false, "overrides": [
+            { "method": "sms", "minutes": 30 }, { "method": "popup", "minutes": 0 }, { "method": "popup", "minutes": 40320 }
+        ] }))),
+        vec![popup(0), popup(40320)]
+    );
+}

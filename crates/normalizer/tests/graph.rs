@@ -588,3 +588,33 @@ fn is_organizer_marks_the_owner_even_under_an_alias() {
     assert_eq!(event.organizer.map(|organizer| organizer.is_self), Some(true));
     assert_eq!(event.self_response, ResponseStatus::Organizer);
 }
+
+#[test]
+fn a_reminder_needs_is_reminder_on_and_its_minutes() {
+    let reminders = |on: Value, minutes: Option<i64>| {
+        let mut item = invitation(
+            "AAMkAGReminder=",
+            "2026-01-12T09:00:00.0000000",
+            "2026-01-12T09:30:00.0000000",
+        );
+        item["isReminderOn"] = on;
+        match minutes {
+            Some(minutes) => item["reminderMinutesBeforeStart"] = json!(minutes),
+            None => {
+                item.as_object_mut().unwrap().remove("reminderMinutesBeforeStart");
+            }
+        }
+        only_event(&graph::normalize(&ctx(Provider::Microsoft), &[item]))
+            .reminders
+            .clone()
+    };
+    assert_eq!(
+        reminders(json!(true), Some(0)),
+        vec![Reminder {
+            minutes_before: 0,
+            method: ReminderMethod::Popup
+        }]
+    );
+    assert_eq!(reminders(json!(false), Some(15)), vec![]);
+    assert_eq!(reminders(json!(true), None), vec![]);
+}

@@ -47,6 +47,7 @@ const USER_TABLES: &[&str] = &[
     "sync_jobs",
     "push_channels",
     "meetings",
+    "reminder_deliveries",
     "user_calendar_events",
     "calendars",
     "connected_accounts",

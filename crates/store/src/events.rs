@@ -69,6 +69,8 @@ struct EventInsert<'a> {
     self_response: &'static str,
     kind: &'static str,
     reminders: serde_json::Value,
+    reminder_first_due: Option<DateTime<Utc>>,
+    reminder_last_due: Option<DateTime<Utc>>,
     etag: Option<&'a str>,
     provider_updated_at: Option<DateTime<Utc>>,
     title_enc: Option<Vec<u8>>,
@@ -97,6 +99,7 @@ impl<'a> EventInsert<'a> {
         };
         let reminders = serde_json::to_value(&event.reminders)
             .map_err(|_| StoreError::InvalidInput(format!("event {}: reminders cannot be serialised", event.id)))?;
+        let (reminder_first_due, reminder_last_due) = reminder_due_span(event);
         Ok(Self {
             id,
             calendar_id: event.calendar_id.0,
@@ -115,6 +118,8 @@ impl<'a> EventInsert<'a> {
             self_response: event.self_response.as_str(),
             kind: event.kind.as_str(),
             reminders,
+            reminder_first_due,
+            reminder_last_due,
             etag: event.etag.as_deref(),
             provider_updated_at: event.updated,
             title_enc: seal_text("title_enc", &event.title),
@@ -122,6 +127,31 @@ impl<'a> EventInsert<'a> {
             description_enc: seal_text("description_enc", &event.description),
             attendees_enc,
         })
+    }
+}
+
+/// The first and last due time of the event's reminders (start minus the
+/// largest and the smallest lead; `None` without reminders), stored beside
+/// them for the reminder planner's indexes (`juy_store::reminders::plan`).
+/// Leads beyond ±10 years are ignored, as the planner ignores them.
+fn reminder_due_span(event: &CalendarEvent) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    const MAX_LEAD_MINUTES: i32 = 5_256_000;
+    let leads = event
+        .reminders
+        .iter()
+        .map(|reminder| reminder.minutes_before)
+        .filter(|lead| (-MAX_LEAD_MINUTES..=MAX_LEAD_MINUTES).contains(lead));
+    let (Some(largest), Some(smallest)) = (leads.clone().max(), leads.min()) else {
+        return (None, None);
+    };
+    let due = |lead: i32| {
+        event
+            .start
+            .checked_sub_signed(chrono::Duration::minutes(i64::from(lead)))
+    };
+    match (due(largest), due(smallest)) {
+        (Some(first), Some(last)) => (Some(first), Some(last)),
+        _ => (None, None),
     }
 }
 
@@ -289,17 +319,19 @@ async fn insert_rows(
         "INSERT INTO user_calendar_events (user_id, id, calendar_id, provider, external_id, ical_uid, \
              series_id, instance_start, start_at, end_at, time_zone, all_day_start, all_day_end, status, \
              transparency, self_response, kind, reminders, etag, provider_updated_at, title_enc, location_enc, \
-             description_enc, attendees_enc, synced_at, expires_at) \
-         SELECT $1, row.*, $25, $26 FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
+             description_enc, attendees_enc, reminder_first_due, reminder_last_due, synced_at, expires_at) \
+         SELECT $1, row.*, $27, $28 FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
              $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::date[], \
              $13::date[], $14::text[], $15::text[], $16::text[], $17::text[], $18::jsonb[], $19::text[], \
-             $20::timestamptz[], $21::bytea[], $22::bytea[], $23::bytea[], $24::bytea[]) AS row \
+             $20::timestamptz[], $21::bytea[], $22::bytea[], $23::bytea[], $24::bytea[], $25::timestamptz[], \
+             $26::timestamptz[]) AS row \
          ON CONFLICT (user_id, calendar_id, external_id) DO UPDATE SET \
              provider = excluded.provider, ical_uid = excluded.ical_uid, series_id = excluded.series_id, \
              instance_start = excluded.instance_start, start_at = excluded.start_at, end_at = excluded.end_at, \
              time_zone = excluded.time_zone, all_day_start = excluded.all_day_start, \
              all_day_end = excluded.all_day_end, status = excluded.status, transparency = excluded.transparency, \
              self_response = excluded.self_response, kind = excluded.kind, reminders = excluded.reminders, \
+             reminder_first_due = excluded.reminder_first_due, reminder_last_due = excluded.reminder_last_due, \
              etag = excluded.etag, provider_updated_at = excluded.provider_updated_at, \
              title_enc = excluded.title_enc, location_enc = excluded.location_enc, \
              description_enc = excluded.description_enc, attendees_enc = excluded.attendees_enc, \
@@ -331,6 +363,8 @@ async fn insert_rows(
     .bind::<Array<Nullable<Bytea>>, _>(column(rows, |r| r.location_enc.as_deref()))
     .bind::<Array<Nullable<Bytea>>, _>(column(rows, |r| r.description_enc.as_deref()))
     .bind::<Array<Nullable<Bytea>>, _>(column(rows, |r| r.attendees_enc.as_deref()))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(rows, |r| r.reminder_first_due))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(rows, |r| r.reminder_last_due))
     .bind::<Timestamptz, _>(synced_at)
     .bind::<Timestamptz, _>(expires_at)
     .load(conn)

@@ -23,6 +23,7 @@ mod migrations;
 pub mod oauth_states;
 mod pool;
 pub mod push_channels;
+pub mod reminders;
 mod schema;
 pub mod settings;
 pub mod sync_jobs;

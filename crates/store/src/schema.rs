@@ -101,6 +101,8 @@ diesel::table! {
         expires_at -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        reminder_first_due -> Nullable<Timestamptz>,
+        reminder_last_due -> Nullable<Timestamptz>,
     }
 }
 

@@ -17,11 +17,13 @@
 //! `juy_store`; it never logs event text or secrets.
 #![forbid(unsafe_code)]
 
+pub mod audit_forward;
 pub mod cursor;
 pub mod engine;
 mod metrics;
 pub mod outbox;
 pub mod push;
+pub mod reminders;
 pub mod worker;
 
 use std::time::Duration;
@@ -97,6 +99,10 @@ pub struct SyncConfig {
     pub push: Option<push::PushConfig>,
     /// The meeting write-back dispatcher.
     pub outbox: outbox::OutboxConfig,
+    /// Reminders to the notification service; `None` (no endpoint): none are planned or sent.
+    pub reminders: Option<reminders::ReminderConfig>,
+    /// Forwarding of the audit trail to an external audit service; `None`: not forwarded.
+    pub audit_forward: Option<audit_forward::AuditForwardConfig>,
     /// How old a calendar's last successful sync may be before free/busy
     /// calls its owner's busy time incomplete (read by the API).
     pub stale_after: chrono::Duration,
@@ -125,6 +131,8 @@ impl Default for SyncConfig {
             job_retention: chrono::Duration::days(1),
             push: None,
             outbox: outbox::OutboxConfig::default(),
+            reminders: None,
+            audit_forward: None,
             stale_after: chrono::Duration::hours(1),
         }
     }

@@ -35,7 +35,8 @@ impl Workers {
 
 /// Starts `engine.config().workers` workers named `{replica}/{n}` (names
 /// must be unique across replicas), `engine.config().outbox.dispatchers`
-/// meeting dispatchers and the cleanup job. `wakeup` wakes the workers,
+/// meeting dispatchers, the reminder planner and dispatchers (when
+/// `engine.config().reminders` is set) and the cleanup job. `wakeup` wakes the workers,
 /// `outbox_wakeup` the dispatchers (separate signals, so one kind never
 /// takes the other's wake-up).
 pub fn spawn_workers(
@@ -62,6 +63,21 @@ pub fn spawn_workers(
             outbox_wakeup.clone(),
             stopped.clone(),
         ));
+    }
+    match engine.config().reminders.clone() {
+        Some(config) => tasks.extend(crate::reminders::spawn(Arc::clone(&engine), &config, replica, &stopped)),
+        None => tracing::info!("reminders.endpoint is not set: reminders are neither planned nor sent"),
+    }
+    if let Some(config) = engine.config().audit_forward.clone() {
+        match crate::audit_forward::Forwarder::new(config) {
+            Ok(forwarder) => tasks.extend(crate::audit_forward::spawn_forwarders(
+                engine.store().clone(),
+                Arc::new(forwarder),
+                replica,
+                stopped.clone(),
+            )),
+            Err(error) => tracing::error!(error = %error, "the audit forwarder's HTTP client could not be built"),
+        }
     }
     tasks.push(spawn_cleanup(Arc::clone(&engine), stopped));
     Workers { stop, tasks }

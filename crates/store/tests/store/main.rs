@@ -15,6 +15,7 @@ mod migrations;
 mod oauth_states;
 mod pool;
 mod push_channels;
+mod reminders;
 mod settings;
 mod support;
 mod sync_state;

@@ -1,0 +1,5 @@
+DROP INDEX user_calendar_events_reminder_span_idx;
+DROP INDEX user_calendar_events_reminder_last_due_idx;
+DROP INDEX user_calendar_events_reminder_first_due_idx;
+ALTER TABLE user_calendar_events DROP COLUMN reminder_last_due, DROP COLUMN reminder_first_due;
+DROP TABLE reminder_deliveries;
