@@ -44,6 +44,29 @@ fn request_duration() -> &'static Histogram<f64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// The `route` label of a request: the gRPC method, or the REST route's
+/// action name (`events.list`, ...) — never a raw REST path, which would
+/// carry resource and user ids into the metrics (and one series per id).
+fn route_label(method: &str, path: &str, status: StatusCode, grpc: bool) -> String {
+    if grpc || path.starts_with("/juy.") || path.starts_with("/grpc.") {
+        return path.to_owned();
+    }
+    if status == StatusCode::NOT_FOUND && !path.starts_with("/v1/") {
+        return "unmatched".to_owned();
+    }
+    let method = axum::http::Method::from_bytes(method.as_bytes()).unwrap_or(axum::http::Method::GET);
+    if let Some(action) = crate::audit::rest_action(&method, path) {
+        return action.name.to_owned();
+    }
+    use crate::rest_webhooks::{GOOGLE_PATH, MICROSOFT_LIFECYCLE_PATH, MICROSOFT_PATH};
+    match path {
+        "/healthz" | "/readyz" | "/v1/openapi.json" | GOOGLE_PATH | MICROSOFT_PATH | MICROSOFT_LIFECYCLE_PATH => {
+            path.to_owned()
+        }
+        _ => "unmatched".to_owned(),
+    }
+}
+
 /// The middleware.
 pub async fn trace_requests(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -76,11 +99,7 @@ pub async fn trace_requests(mut request: Request, next: Next) -> Response {
     span.record("latency_ms", latency.as_secs_f64() * 1000.0);
     span.in_scope(|| tracing::info!("request finished"));
 
-    let route = if status == StatusCode::NOT_FOUND && grpc_status.is_none() {
-        "unmatched".to_owned()
-    } else {
-        path
-    };
+    let route = route_label(&method, &path, status, grpc_status.is_some());
     request_duration().record(
         latency.as_secs_f64(),
         &[
@@ -93,4 +112,35 @@ pub async fn trace_requests(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_carry_no_ids() {
+        let label = |method: &str, path: &str, status: u16| {
+            route_label(method, path, StatusCode::from_u16(status).unwrap(), false)
+        };
+        assert_eq!(
+            label("GET", "/v1/calendar/meetings/0193a7c5-0000-7000-8000-000000000001", 200),
+            "meeting.get"
+        );
+        assert_eq!(
+            label(
+                "POST",
+                "/v1/admin/users/ada@example.com/connections/0193a7c5:revoke",
+                404
+            ),
+            "admin.connection.revoke"
+        );
+        assert_eq!(label("GET", "/healthz", 200), "/healthz");
+        assert_eq!(label("GET", "/v1/calendar/webhooks/google/x", 404), "unmatched");
+        assert_eq!(label("GET", "/wp-admin/9f8e", 404), "unmatched");
+        assert_eq!(
+            route_label("POST", "/juy.calendar.v1.CalendarSync/ListEvents", StatusCode::OK, true),
+            "/juy.calendar.v1.CalendarSync/ListEvents"
+        );
+    }
 }
