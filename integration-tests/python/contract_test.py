@@ -462,6 +462,48 @@ def test_admin_list_connections_needs_the_admin_role(ctx):
     check(not missing, f"Admin.ListConnections misses {missing}")
 
 
+def test_export_my_data_streams_one_json_document(ctx):
+    chunks = ctx.calendar_sync.ExportMyData(
+        ctx.pb.calendar_sync.ExportMyDataRequest(), metadata=bearer(ctx.fixture["user_token"]),
+        timeout=TIMEOUT)
+    document = json.loads(b"".join(chunk.chunk for chunk in chunks).decode("utf-8"))
+    check(document.get("format") == "juy.calendar.export/v1", f"export format {document.get('format')}")
+    check(document.get("complete") is True, "the export does not end complete")
+    names = {event["name"] for event in document["events"]}
+    missing = sorted(set(ctx.fixture["expected_event_names"]) - names)
+    check(not missing, f"the export misses events {missing}")
+    titles = {event.get("title") for event in document["events"]}
+    check(set(ctx.fixture["expected_event_titles"]) <= titles, "the export lacks decrypted titles")
+    text = json.dumps(document)
+    for token in (ctx.fixture["user_token"], ctx.fixture["admin_token"]):
+        check(token not in text, "a bearer token is in the export")
+    connections = {c["name"] for c in document["connections"]}
+    check(set(ctx.fixture["connections"]) <= connections, "the export lacks connections")
+
+
+def test_the_admin_reads_the_audit_trail_and_exports_connections(ctx):
+    list_audit = ctx.admin.ListAuditEvents
+    request_class = ctx.pb.admin.ListAuditEventsRequest
+    expect_status(grpc.StatusCode.PERMISSION_DENIED, list_audit, request_class(),
+                  ctx.fixture["user_token"])
+    exports = list_audit(request_class(action="data.export", page_size=100),
+                         metadata=bearer(ctx.fixture["admin_token"]), timeout=TIMEOUT).audit_events
+    check(any(e.result == "OK" and e.subject_user_id == e.actor for e in exports),
+          f"no audit entry for the export: {exports}")
+    entries = collect_pages(list_audit, request_class, "audit_events", ctx.fixture["admin_token"],
+                            page_size=50)
+    check(any(e.action == "admin.audit.list" and e.result == "PERMISSION_DENIED" for e in entries),
+          "the refused audit read is not in the trail")
+    text = str(entries)
+    for title in ctx.fixture["expected_event_titles"]:
+        check(title not in text, "an event title is in the audit trail")
+    batches = ctx.admin.ExportConnections(ctx.pb.admin.ExportConnectionsRequest(),
+                                          metadata=bearer(ctx.fixture["admin_token"]), timeout=TIMEOUT)
+    exported = {c.name for batch in batches for c in batch.connections}
+    missing = sorted(set(ctx.fixture["connections"]) - exported)
+    check(not missing, f"Admin.ExportConnections misses {missing}")
+
+
 TESTS = (
     test_reflection_lists_the_services,
     test_list_events_without_stubs_through_reflection,
@@ -475,6 +517,8 @@ TESTS = (
     test_find_slots_names_bad_fields,
     test_a_conflicting_meeting_is_refused_with_precondition_details,
     test_admin_list_connections_needs_the_admin_role,
+    test_export_my_data_streams_one_json_document,
+    test_the_admin_reads_the_audit_trail_and_exports_connections,
 )
 
 
