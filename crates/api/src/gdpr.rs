@@ -341,14 +341,21 @@ impl CalendarService {
             return Err(ApiError::invalid("confirm", "must be true: erasure cannot be undone"));
         }
         let user = &caller.user_id;
+        // Plaintext columns only: nothing is decrypted, and no data key is made
+        // for a user who has none (erasing twice).
         let live: Vec<juy_domain::AccountId> = {
             let mut conn = self.store().conn().await?;
-            let key = self.store().data_key(&mut conn, user).await?;
-            accounts::list_accounts(&mut conn, &key, user)
+            let mine = accounts::AdminAccountFilter {
+                user_id: Some(user.clone()),
+                provider: None,
+                status: None,
+            };
+            // A user has a handful of accounts: one read finds them all.
+            accounts::admin_list_accounts(&mut conn, &mine, None, 10_000)
                 .await?
                 .into_iter()
                 .filter(|a| a.status != AccountStatus::Revoked)
-                .map(|a| a.id)
+                .map(|a| a.account_id)
                 .collect()
         };
         let mut outcome = ErasureJson::default();
