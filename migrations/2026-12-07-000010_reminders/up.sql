@@ -98,8 +98,10 @@ WHERE jsonb_typeof(e.reminders) = 'array' AND e.reminders <> '[]'::jsonb;
 
 CREATE INDEX user_calendar_events_reminder_first_due_idx ON user_calendar_events (reminder_first_due)
     WHERE reminder_first_due IS NOT NULL AND status <> 'cancelled';
+-- Only for events whose last reminder differs from their first: an event with
+-- one reminder (the common case) is found by its first, and pays for one index.
 CREATE INDEX user_calendar_events_reminder_last_due_idx ON user_calendar_events (reminder_last_due)
-    WHERE reminder_last_due IS NOT NULL AND status <> 'cancelled';
+    WHERE reminder_last_due IS NOT NULL AND reminder_last_due <> reminder_first_due AND status <> 'cancelled';
 CREATE INDEX user_calendar_events_reminder_span_idx
     ON user_calendar_events USING gist (tstzrange(reminder_first_due, reminder_last_due, '[]'))
     WHERE (reminders -> 2) IS NOT NULL AND reminder_first_due IS NOT NULL AND status <> 'cancelled';

@@ -232,7 +232,8 @@ pub async fn plan(
 /// `$4`: the withdrawal reason. The candidates are found through the
 /// partial indexes of migration 000010, whose predicates each branch
 /// repeats: events whose first or last reminder is due in the window
-/// (btree), and events with three or more reminders whose span of due times
+/// (btree; the last only where it differs from the first, so an event with
+/// one reminder pays for one index), and events with three or more reminders whose span of due times
 /// overlaps it (GiST). The channel defaults mirror
 /// `NotificationChannels::default_for`. Public so tests can `EXPLAIN` it.
 pub const PLAN_SQL: &str = "\
@@ -241,7 +242,7 @@ WITH candidates AS (
     WHERE reminder_first_due BETWEEN $1 AND $2 AND status <> 'cancelled'
     UNION
     SELECT user_id, id FROM user_calendar_events
-    WHERE reminder_last_due BETWEEN $1 AND $2 AND status <> 'cancelled'
+    WHERE reminder_last_due BETWEEN $1 AND $2 AND reminder_last_due <> reminder_first_due AND status <> 'cancelled'
     UNION
     SELECT user_id, id FROM user_calendar_events
     WHERE tstzrange(reminder_first_due, reminder_last_due, '[]') && tstzrange($1, $2, '[]')

@@ -547,3 +547,31 @@ async fn a_middle_reminder_of_an_event_with_three_is_planned_too() {
     .await;
     assert_eq!(spans, ["2026-03-02 10:50:00+00 2026-03-02 10:50:00+00"]);
 }
+
+#[tokio::test]
+async fn each_reminder_of_an_event_with_two_or_one_is_found_through_its_index() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    // Two reminders: only the last (10 minutes) is due in the window, found by the last-due index
+    // (which holds only events whose first and last differ). One reminder: found by the first-due one.
+    let two = with_reminders(&cal, "two", start(), vec![email(1440), popup(10)]);
+    let one = with_reminders(&cal, "one", start(), vec![popup(10)]);
+    store(&mut f, &[two.clone(), one.clone()]).await;
+    let now = start() - Duration::minutes(11);
+    let report = reminders::plan(&mut f.conn, now, now + Duration::minutes(5), now)
+        .await
+        .unwrap();
+    assert_eq!(report.planned, 2);
+    let planned: BTreeSet<_> = rows(&mut f)
+        .await
+        .into_iter()
+        .map(|r| (r.event_id, r.reminder.minutes_before))
+        .collect();
+    assert_eq!(planned, BTreeSet::from([(two.id, 10), (one.id, 10)]));
+    // The day-before reminder of the first is planned once its window comes.
+    let earlier = start() - Duration::minutes(1441);
+    let report = reminders::plan(&mut f.conn, earlier, earlier + Duration::minutes(5), earlier)
+        .await
+        .unwrap();
+    assert_eq!(report.planned, 1);
+}
