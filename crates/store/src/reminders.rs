@@ -729,15 +729,3 @@ pub async fn list_user_deliveries(
     .await?;
     rows.into_iter().map(DeliveryRow::decode).collect()
 }
-
-/// Deletes every reminder delivery of `user` (GDPR erasure); returns how
-/// many. A dispatcher holding one of them cannot record its outcome
-/// afterwards (its fenced write finds no row), though a request already on
-/// the wire may still reach the notification service.
-pub async fn delete_user_deliveries(conn: &mut AsyncPgConnection, user: &UserId) -> Result<u64, StoreError> {
-    let deleted = sql_query("DELETE FROM reminder_deliveries WHERE user_id = $1")
-        .bind::<Text, _>(user.as_str())
-        .execute(conn)
-        .await?;
-    Ok(deleted as u64)
-}
