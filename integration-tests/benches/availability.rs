@@ -42,7 +42,8 @@ use juy_domain::{
     ReminderMethod, ResponseStatus, SystemClock, Transparency, UserId,
 };
 use juy_integration_tests::sync::link_oauth;
-use juy_integration_tests::{TestServer, authed, token, ts};
+use juy_integration_tests::{TestServer, authed, hold_busy_rebuilds, release_busy_rebuilds, token, ts};
+use juy_store::busy_blocks::BlocksRead;
 use serde_json::{Value, json};
 
 /// The line prefix a scenario process reports its result with.
@@ -148,8 +149,20 @@ fn print_results(results: &[(&Scenario, Value)]) {
         first.and_then(|v| v["postgres"].as_str()).unwrap_or("?")
     );
     println!(
-        "{:<27} {:>7} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>13}  target (server p99)",
-        "scenario", "events", "read", "answer", "p50", "p99", "max", "gRPC p50", "gRPC p99", "query", "CPU b/pg"
+        "{:<27} {:>7} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>13} {:>17} {:>8}  target (server p99)",
+        "scenario",
+        "events",
+        "blocks",
+        "answer",
+        "p50",
+        "p99",
+        "max",
+        "gRPC p50",
+        "gRPC p99",
+        "read",
+        "CPU b/pg",
+        "events p50/p99",
+        "rebuild"
     );
     for (scenario, v) in results {
         let f = |k: &str| v[k].as_f64().unwrap_or_default();
@@ -157,7 +170,7 @@ fn print_results(results: &[(&Scenario, Value)]) {
         let verdict = if p99 <= scenario.target_ms { "met" } else { "MISSED" };
         let target = format!("≤ {} ms {verdict}", scenario.target_ms);
         println!(
-            "{:<27} {:>7} {:>7} {:>9} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>13}  {}",
+            "{:<27} {:>7} {:>7} {:>9} {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>6.2}ms {:>13} {:>17} {:>6.0}ms  {}",
             scenario.name,
             v["events"].as_u64().unwrap_or_default(),
             v["rows_read"].as_u64().unwrap_or_default(),
@@ -169,17 +182,31 @@ fn print_results(results: &[(&Scenario, Value)]) {
             f("grpc_p99_ms"),
             f("store_p50_ms"),
             format!("{:.2}/{:.2}", f("cpu_bench_ms"), f("cpu_postgres_ms")),
+            format!("{:.1}/{:.1} ms", f("from_events_p50_ms"), f("from_events_p99_ms")),
+            f("rebuild_ms"),
             target
         );
     }
     println!(
-        "events: seeded, all 10 users; read: rows the busy query returns (the events that may be busy in the range); \
-         answer: busy intervals (free/busy) or slots (FindSlots) answered, checked against a brute-force reading of \
-         the seeded events. p50/p99/max: the service method in-process over {ITERATIONS} calls after {WARM_UP} \
-         warm-up calls (server-side: SQL, decoding, merging, slot search); gRPC: the same request from a tonic client \
-         over loopback; query: p50 of the store's busy query alone (juy_store::availability::busy_events, rows \
-         decoded). CPU b/pg: on-CPU ms per server-side call of this process and of the database's backends."
+        "events: seeded, all 10 users; blocks: busy blocks read for the range (the explained caller's also carry \
+         their events' spans: members); answer: busy intervals (free/busy) or slots (FindSlots) answered, checked \
+         against a brute-force reading of the seeded events. p50/p99/max: the service method in-process over \
+         {ITERATIONS} calls after {WARM_UP} warm-up calls, every user's blocks up to date (checked before and after); \
+         gRPC: the same request from a tonic client over loopback; read: p50 of the store's block read alone \
+         (juy_store::busy_blocks::read_blocks). CPU b/pg: on-CPU ms per server-side call of this process and of the \
+         database's backends. events p50/p99: the same calls while every user's blocks are out of date, so that \
+         every event in the range is read (right after a sync, before the refresher has caught up); rebuild: \
+         rebuilding all 10 users' blocks from their events after seeding."
     );
+    for (scenario, v) in results {
+        println!(
+            "{}: blocks read {}, of which the caller's carry {} members; the busy query over events returns {} rows",
+            scenario.name,
+            v["rows_read"].as_u64().unwrap_or_default(),
+            v["members_read"].as_u64().unwrap_or_default(),
+            v["event_rows"].as_u64().unwrap_or_default()
+        );
+    }
     for (scenario, v) in results {
         if let Some(check) = v["no_decryption"].as_str() {
             println!("{}: {check}", scenario.name);
@@ -233,6 +260,8 @@ struct World {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     events: Vec<CalendarEvent>,
+    /// How long rebuilding every user's busy blocks took after seeding.
+    rebuild_ms: f64,
 }
 
 fn user_name(u: usize) -> String {
@@ -536,6 +565,16 @@ async fn seed(spread: Spread) -> (TestServer, World) {
         events.len(),
         started.elapsed().as_secs_f64()
     );
+    // The server's refresher would rebuild the busy blocks within a second
+    // or two; here they are rebuilt at once, and the time it takes recorded.
+    let rebuilding = Instant::now();
+    juy_sync::busy_blocks::refresh_all(&server.store).await.unwrap();
+    let rebuild_ms = rebuilding.elapsed().as_secs_f64() * 1000.0;
+    diesel::sql_query("VACUUM (ANALYZE) busy_blocks")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    eprintln!("  rebuilt the busy blocks of {USERS} users in {rebuild_ms:.0} ms");
     let zones = (0..USERS).map(zone_of).collect();
     (
         server,
@@ -545,8 +584,61 @@ async fn seed(spread: Spread) -> (TestServer, World) {
             from,
             to,
             events,
+            rebuild_ms,
         },
     )
+}
+
+/// Fails unless every user's busy blocks are up to date, so that a timing
+/// taken between two such checks measured answers read from blocks.
+async fn assert_blocks_fresh(server: &TestServer, world: &World) {
+    let reads = read_blocks(server, world, None).await;
+    assert!(
+        reads.iter().all(|r| matches!(r, BlocksRead::Fresh(_))),
+        "busy blocks are not up to date: {reads:?}"
+    );
+}
+
+async fn read_blocks(server: &TestServer, world: &World, explain: Option<usize>) -> Vec<BlocksRead> {
+    let mut conn = server.store.conn().await.unwrap();
+    let zones: Vec<(&UserId, &str)> = world
+        .users
+        .iter()
+        .zip(&world.zones)
+        .map(|(u, z)| (u, z.name()))
+        .collect();
+    juy_store::busy_blocks::read_blocks(&mut conn, &zones, world.from, world.to, explain)
+        .await
+        .unwrap()
+}
+
+/// Times `call` while every user's blocks are out of date (marked changed,
+/// their rebuild held off by holding the rebuild lock), so each call reads
+/// every event: what an answer costs right after a sync, before the refresher
+/// has caught up.
+async fn time_from_events<F, Fut>(server: &TestServer, world: &World, call: F) -> Timings
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let hold = hold_busy_rebuilds(&server.store, &world.users).await;
+    assert!(
+        read_blocks(server, world, None)
+            .await
+            .iter()
+            .all(|r| *r == BlocksRead::Dirty)
+    );
+    let timings = time(server.db.name(), call).await;
+    assert!(
+        read_blocks(server, world, None)
+            .await
+            .iter()
+            .all(|r| *r == BlocksRead::Dirty)
+    );
+    release_busy_rebuilds(hold).await;
+    juy_sync::busy_blocks::refresh_all(&server.store).await.unwrap();
+    assert_blocks_fresh(server, world).await;
+    timings
 }
 
 /// A service over `store`, as the server builds its own (same provider settings, the real clock).
@@ -618,17 +710,23 @@ where
     }
 }
 
-fn report(server_side: &Timings, grpc: &Timings, store: &Timings) -> Value {
+fn report(server_side: &Timings, grpc: &Timings, store: &Timings, from_events: &Timings, world: &World) -> Value {
     eprintln!(
-        "  server-side p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; gRPC p50 {:.2} ms, p99 {:.2} ms; busy query alone p50 {:.2} ms",
+        "  server-side p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; gRPC p50 {:.2} ms, p99 {:.2} ms; block read alone p50 {:.2} ms; \
+         from events (blocks out of date) p50 {:.2} ms, p99 {:.2} ms",
         server_side.percentile(50.0),
         server_side.percentile(99.0),
         server_side.max(),
         grpc.percentile(50.0),
         grpc.percentile(99.0),
         store.percentile(50.0),
+        from_events.percentile(50.0),
+        from_events.percentile(99.0),
     );
     json!({
+        "from_events_p50_ms": from_events.percentile(50.0),
+        "from_events_p99_ms": from_events.percentile(99.0),
+        "rebuild_ms": world.rebuild_ms,
         "server_p50_ms": server_side.percentile(50.0),
         "server_p99_ms": server_side.percentile(99.0),
         "server_max_ms": server_side.max(),
@@ -643,13 +741,19 @@ fn report(server_side: &Timings, grpc: &Timings, store: &Timings) -> Value {
     })
 }
 
-/// The store's busy query alone (`juy_store::availability::busy_events`), timed as the service is.
-async fn time_busy_query(server: &TestServer, world: &World) -> Timings {
+/// The store's read of busy blocks alone (`juy_store::busy_blocks::read_blocks`), timed as the service is.
+async fn time_busy_query(server: &TestServer, world: &World, explain: Option<usize>) -> Timings {
     let mut conn = server.store.conn().await.unwrap();
     let conn = tokio::sync::Mutex::new(&mut conn);
+    let zones: Vec<(&UserId, &str)> = world
+        .users
+        .iter()
+        .zip(&world.zones)
+        .map(|(u, z)| (u, z.name()))
+        .collect();
     time(server.db.name(), || async {
         let mut conn = conn.lock().await;
-        let rows = juy_store::availability::busy_events(&mut conn, &world.users, world.from, world.to)
+        let rows = juy_store::busy_blocks::read_blocks(&mut conn, &zones, world.from, world.to, explain)
             .await
             .unwrap();
         std::hint::black_box(rows);
@@ -657,15 +761,32 @@ async fn time_busy_query(server: &TestServer, world: &World) -> Timings {
     .await
 }
 
-/// How many rows the store's busy query returns for the range.
-async fn rows_read(server: &TestServer, world: &World) -> usize {
+/// How many blocks (and, for the explained user, block members) the read returns for the range, and how many
+/// event rows the busy query over events would.
+async fn rows_read(server: &TestServer, world: &World, explain: Option<usize>) -> (usize, usize, usize) {
+    let reads = read_blocks(server, world, explain).await;
+    let blocks = reads
+        .iter()
+        .map(|r| match r {
+            BlocksRead::Fresh(blocks) => blocks.len(),
+            _ => 0,
+        })
+        .sum();
+    let members = reads
+        .iter()
+        .map(|r| match r {
+            BlocksRead::Fresh(blocks) => blocks.iter().map(|b| b.members.len()).sum(),
+            _ => 0,
+        })
+        .sum();
     let mut conn = server.store.conn().await.unwrap();
-    juy_store::availability::busy_events(&mut conn, &world.users, world.from, world.to)
+    let events = juy_store::availability::busy_events(&mut conn, &world.users, world.from, world.to)
         .await
         .unwrap()
         .iter()
         .map(Vec::len)
-        .sum()
+        .sum();
+    (blocks, members, events)
 }
 
 // ---------------------------------------------------------------------------
@@ -687,7 +808,16 @@ async fn freebusy(spread: Spread) -> Value {
     let intervals: usize = answer.iter().map(|u| u.busy.len()).sum();
     eprintln!("  answer: {intervals} busy intervals over {USERS} users, as the brute-force reading");
 
+    assert_blocks_fresh(&server, &world).await;
     let server_side = time(server.db.name(), || {
+        let (service, caller, input) = (&service, &caller, input.clone());
+        async move {
+            std::hint::black_box(service.query_free_busy(caller, input).await.unwrap());
+        }
+    })
+    .await;
+    assert_blocks_fresh(&server, &world).await;
+    let from_events = time_from_events(&server, &world, || {
         let (service, caller, input) = (&service, &caller, input.clone());
         async move {
             std::hint::black_box(service.query_free_busy(caller, input).await.unwrap());
@@ -711,10 +841,13 @@ async fn freebusy(spread: Spread) -> Value {
     })
     .await;
 
-    let store = time_busy_query(&server, &world).await;
-    let mut result = report(&server_side, &grpc, &store);
+    let store = time_busy_query(&server, &world, Some(0)).await;
+    let mut result = report(&server_side, &grpc, &store, &from_events, &world);
     result["events"] = json!(world.events.len());
-    result["rows_read"] = json!(rows_read(&server, &world).await);
+    let (blocks, members, events) = rows_read(&server, &world, Some(0)).await;
+    result["rows_read"] = json!(blocks);
+    result["members_read"] = json!(members);
+    result["event_rows"] = json!(events);
     result["answer"] = json!(format!("{intervals} int."));
     result["postgres"] = json!(postgres);
     if spread == Spread::Dense {
@@ -781,7 +914,16 @@ async fn findslots() -> Value {
         expected.len()
     );
 
+    assert_blocks_fresh(&server, &world).await;
     let server_side = time(server.db.name(), || {
+        let (service, caller, input) = (&service, &caller, input.clone());
+        async move {
+            std::hint::black_box(service.find_slots(caller, input).await.unwrap());
+        }
+    })
+    .await;
+    assert_blocks_fresh(&server, &world).await;
+    let from_events = time_from_events(&server, &world, || {
         let (service, caller, input) = (&service, &caller, input.clone());
         async move {
             std::hint::black_box(service.find_slots(caller, input).await.unwrap());
@@ -820,10 +962,13 @@ async fn findslots() -> Value {
     })
     .await;
 
-    let store = time_busy_query(&server, &world).await;
-    let mut result = report(&server_side, &grpc, &store);
+    let store = time_busy_query(&server, &world, None).await;
+    let mut result = report(&server_side, &grpc, &store, &from_events, &world);
     result["events"] = json!(world.events.len());
-    result["rows_read"] = json!(rows_read(&server, &world).await);
+    let (blocks, members, events) = rows_read(&server, &world, None).await;
+    result["rows_read"] = json!(blocks);
+    result["members_read"] = json!(members);
+    result["event_rows"] = json!(events);
     result["answer"] = json!(format!("{} slots", answer.slots.len()));
     result["postgres"] = json!(postgres);
     let again = without_keys(&server, |service| {

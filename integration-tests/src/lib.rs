@@ -239,3 +239,32 @@ pub fn store_for(database_url: &str, master_keys: &str) -> juy_store::Store {
     )
     .expect("store")
 }
+
+/// Marks `users`' busy blocks as changed and holds off every rebuild of them
+/// (each user's rebuild lock, held in the returned connection's open
+/// transaction), so that free/busy reads their events until
+/// [`release_busy_rebuilds`].
+pub async fn hold_busy_rebuilds(store: &juy_store::Store, users: &[UserId]) -> juy_store::Conn {
+    use diesel_async::RunQueryDsl as _;
+    let mut hold = store.conn().await.expect("connection");
+    diesel::sql_query("BEGIN").execute(&mut *hold).await.expect("begin");
+    for user in users {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('juy.busy_blocks:' || $1, 0))")
+            .bind::<diesel::sql_types::Text, _>(user.as_str())
+            .execute(&mut *hold)
+            .await
+            .expect("rebuild lock");
+    }
+    let mut conn = store.conn().await.expect("connection");
+    let users: Vec<&UserId> = users.iter().collect();
+    juy_store::busy_blocks::mark_dirty(&mut conn, &users)
+        .await
+        .expect("mark changed");
+    hold
+}
+
+/// Ends [`hold_busy_rebuilds`]: the refresher may rebuild them again.
+pub async fn release_busy_rebuilds(mut hold: juy_store::Conn) {
+    use diesel_async::RunQueryDsl as _;
+    diesel::sql_query("COMMIT").execute(&mut *hold).await.expect("commit");
+}

@@ -8,13 +8,15 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
+use juy_availability::blocks::members_overlapping;
 use juy_availability::{
     BusyInterval, BusyKind, BusySpan, Invitee, Slot, SlotQuery, WorkingHours, WorkingPeriod, busy_kind, busy_span,
-    find_slots, merge,
+    find_slots, merge, owner_zone,
 };
 use juy_domain::{AccountStatus, EventId, MeetingId, SyncStatus, UserId};
 use juy_store::AsyncPgConnection;
 use juy_store::availability::{self as store_availability, AvailabilitySettings, CalendarHealth};
+use juy_store::busy_blocks::{self, BlocksRead};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldViolation};
@@ -188,7 +190,13 @@ impl Gathered {
                 kind: interval.kind,
                 sources: if with_sources {
                     // Sorted, so an answer does not depend on the rows' order in the database.
-                    let mut sources: Vec<BusySource> = interval.sources.iter().map(|&i| self.sources[i]).collect();
+                    // Blocks read without members carry no source (`NO_SOURCE`).
+                    let mut sources: Vec<BusySource> = interval
+                        .sources
+                        .iter()
+                        .filter_map(|&i| self.sources.get(i))
+                        .copied()
+                        .collect();
                     sources.sort_unstable();
                     sources
                 } else {
@@ -200,18 +208,14 @@ impl Gathered {
 }
 
 fn zone_of(settings: &AvailabilitySettings, calendars: &[&CalendarHealth]) -> Tz {
-    let from_calendars = calendars
-        .iter()
-        .filter(|c| c.is_primary)
-        .chain(calendars.iter())
-        .find_map(|c| c.time_zone.as_deref());
-    settings
-        .time_zone
-        .as_deref()
-        .or(from_calendars)
-        .and_then(|name| name.parse::<Tz>().ok())
-        .unwrap_or(Tz::UTC)
+    owner_zone(
+        settings.time_zone.as_deref(),
+        calendars.iter().map(|c| (c.is_primary, c.time_zone.as_deref())),
+    )
 }
+
+/// The source of a piece read from busy blocks without members: names nothing.
+const NO_SOURCE: usize = usize::MAX;
 
 fn state_of(
     calendars: &[&CalendarHealth],
@@ -260,7 +264,12 @@ fn state_of(
 
 impl CalendarService {
     /// Gathers the merged busy time of `users` over `[from, to)`; `except`
-    /// is a meeting left out (one being moved).
+    /// is a meeting left out (one being moved); `explain` is the user whose
+    /// intervals will name their events (the others' name nothing).
+    ///
+    /// Each user is read from their busy blocks when those are up to date
+    /// (`juy_store::busy_blocks`), else from their events; both give the
+    /// same answer, the blocks a few hundred rows instead of every event.
     pub(crate) async fn gather(
         &self,
         conn: &mut AsyncPgConnection,
@@ -268,12 +277,11 @@ impl CalendarService {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         except: Option<MeetingId>,
+        explain: Option<&UserId>,
     ) -> Result<Vec<Gathered>, ApiError> {
         let now = self.now();
         let health = store_availability::calendar_health(conn, users).await?;
         let mut settings = store_availability::settings_of(conn, users).await?;
-        let events = store_availability::busy_events(conn, users, from, to).await?;
-        let meetings = store_availability::busy_meetings(conn, users, from, to, except).await?;
 
         let index: HashMap<&UserId, usize> = users.iter().enumerate().map(|(i, u)| (u, i)).collect();
         let mut calendars: Vec<Vec<&CalendarHealth>> = vec![Vec::new(); users.len()];
@@ -300,20 +308,68 @@ impl CalendarService {
                 }
             })
             .collect();
-        let mut spans: Vec<Vec<BusySpan>> = events.iter().map(|list| Vec::with_capacity(list.len())).collect();
-        for ((g, spans), events) in gathered.iter_mut().zip(&mut spans).zip(&events) {
-            g.sources.reserve(events.len());
-            for event in events {
-                let Some(kind) = busy_kind(&event.facts) else { continue };
-                let (start, end) = busy_span(&event.facts, g.zone);
-                spans.push(BusySpan {
-                    start,
-                    end,
-                    kind,
-                    source: g.sources.len(),
-                });
-                g.sources.push(BusySource::Event(event.id));
+        let zones: Vec<(&UserId, &str)> = users.iter().zip(&gathered).map(|(u, g)| (u, g.zone.name())).collect();
+        let explained = explain.and_then(|who| users.iter().position(|u| u == who));
+        let reads = busy_blocks::read_blocks(conn, &zones, from, to, explained).await?;
+        let unbuilt: Vec<&UserId> = users
+            .iter()
+            .zip(&reads)
+            .filter(|(_, read)| **read == BlocksRead::Unbuilt)
+            .map(|(u, _)| u)
+            .collect();
+        busy_blocks::mark_dirty(conn, &unbuilt).await?;
+        let from_events: Vec<UserId> = users
+            .iter()
+            .zip(&reads)
+            .filter(|(_, read)| !matches!(read, BlocksRead::Fresh(_)))
+            .map(|(u, _)| u.clone())
+            .collect();
+        let mut events = if from_events.is_empty() {
+            Vec::new()
+        } else {
+            store_availability::busy_events(conn, &from_events, from, to).await?
+        }
+        .into_iter();
+        let meetings = store_availability::busy_meetings(conn, users, from, to, except).await?;
+
+        let mut spans: Vec<Vec<BusySpan>> = Vec::with_capacity(users.len());
+        for (i, (g, read)) in gathered.iter_mut().zip(reads).enumerate() {
+            let mut mine = Vec::new();
+            match read {
+                BlocksRead::Fresh(blocks) if explained == Some(i) => {
+                    for member in members_overlapping(&blocks, from, to) {
+                        mine.push(BusySpan {
+                            start: member.start,
+                            end: member.end,
+                            kind: member.kind,
+                            source: g.sources.len(),
+                        });
+                        g.sources.push(BusySource::Event(member.event));
+                    }
+                }
+                BlocksRead::Fresh(blocks) => mine.extend(blocks.iter().map(|b| BusySpan {
+                    start: b.start,
+                    end: b.end,
+                    kind: b.kind,
+                    source: NO_SOURCE,
+                })),
+                BlocksRead::Dirty | BlocksRead::Unbuilt => {
+                    let list = events.next().unwrap_or_default();
+                    g.sources.reserve(list.len());
+                    for event in list {
+                        let Some(kind) = busy_kind(&event.facts) else { continue };
+                        let (start, end) = busy_span(&event.facts, g.zone);
+                        mine.push(BusySpan {
+                            start,
+                            end,
+                            kind,
+                            source: g.sources.len(),
+                        });
+                        g.sources.push(BusySource::Event(event.id));
+                    }
+                }
             }
+            spans.push(mine);
         }
         for meeting in &meetings {
             let people = std::iter::once(&meeting.organizer).chain(&meeting.invitees);
@@ -348,7 +404,9 @@ impl CalendarService {
             return Err(ApiError::invalid_fields(violations));
         };
         let mut conn = self.store.conn().await?;
-        let gathered = self.gather(&mut conn, &users, from, to, None).await?;
+        let gathered = self
+            .gather(&mut conn, &users, from, to, None, Some(&caller.user_id))
+            .await?;
         Ok(gathered
             .into_iter()
             .map(|g| UserFreeBusy {
@@ -473,7 +531,14 @@ impl CalendarService {
             everyone.push(caller.user_id.clone());
         }
         let gathered = self
-            .gather(&mut conn, &everyone, from - buffer_before, to + buffer_after, None)
+            .gather(
+                &mut conn,
+                &everyone,
+                from - buffer_before,
+                to + buffer_after,
+                None,
+                None,
+            )
             .await?;
         let align_zone = align_zone
             .or_else(|| gathered.iter().find(|g| g.user == caller.user_id).map(|g| g.zone))

@@ -151,7 +151,7 @@ impl CalendarService {
         end: DateTime<Utc>,
         except: Option<MeetingId>,
     ) -> Result<Vec<ConflictDetail>, ApiError> {
-        let gathered = self.gather(conn, people, start, end, except).await?;
+        let gathered = self.gather(conn, people, start, end, except, None).await?;
         Ok(gathered
             .iter()
             .flat_map(|g| {
@@ -169,7 +169,14 @@ impl CalendarService {
     async fn organiser_zone(&self, conn: &mut juy_store::AsyncPgConnection, user: &UserId) -> Result<Tz, ApiError> {
         let now = self.now();
         let gathered = self
-            .gather(conn, std::slice::from_ref(user), now, now + Duration::minutes(1), None)
+            .gather(
+                conn,
+                std::slice::from_ref(user),
+                now,
+                now + Duration::minutes(1),
+                None,
+                None,
+            )
             .await?;
         Ok(gathered.first().map(|g| g.zone).unwrap_or(Tz::UTC))
     }

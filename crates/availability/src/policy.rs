@@ -95,6 +95,23 @@ pub fn busy_span(facts: &BusyFacts, owner_zone: Tz) -> (DateTime<Utc>, DateTime<
     }
 }
 
+/// The zone a user's all-day events and working hours are read in: their
+/// own setting, else their primary calendar's zone, else any calendar's,
+/// else UTC. `calendars`: each calendar's primary flag and zone. A name that
+/// is not an IANA zone counts as unset.
+pub fn owner_zone<'a>(setting: Option<&str>, calendars: impl IntoIterator<Item = (bool, Option<&'a str>)>) -> Tz {
+    let calendars: Vec<(bool, Option<&str>)> = calendars.into_iter().collect();
+    let from_calendars = calendars
+        .iter()
+        .filter(|(primary, _)| *primary)
+        .chain(calendars.iter())
+        .find_map(|(_, zone)| *zone);
+    setting
+        .or(from_calendars)
+        .and_then(|name| name.parse::<Tz>().ok())
+        .unwrap_or(Tz::UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,32 +213,62 @@ pub async fn busy_events(
     .await?;
     let mut events: Vec<Vec<BusyEvent>> = vec![Vec::new(); users.len()];
     for row in rows {
-        let id = row.id;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
-        let all_day = match (row.all_day_start, row.all_day_end) {
-            (Some(start), Some(end)) => Some(AllDayDates { start, end }),
-            (None, None) => None,
-            _ => return Err(corrupt("only one all-day date is set")),
-        };
         let list = usize::try_from(row.n - 1)
             .ok()
             .and_then(|i| events.get_mut(i))
             .ok_or_else(|| StoreError::Database(format!("busy events: no user at position {}", row.n)))?;
-        list.push(BusyEvent {
-            id: EventId(row.id),
-            facts: BusyFacts {
-                start: row.start_at,
-                end: row.end_at,
-                all_day,
-                status: row.status.0.ok_or_else(|| corrupt("unknown status"))?,
-                // Only opaque events are read.
-                transparency: Transparency::Opaque,
-                self_response: row.self_response.0.ok_or_else(|| corrupt("unknown response status"))?,
-                kind: row.kind.0.ok_or_else(|| corrupt("unknown kind"))?,
-            },
-        });
+        list.push(row.decode()?);
     }
     Ok(events)
+}
+
+impl BusyRow {
+    fn decode(self) -> Result<BusyEvent, StoreError> {
+        let id = self.id;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("event {id}: {what}"));
+        let all_day = match (self.all_day_start, self.all_day_end) {
+            (Some(start), Some(end)) => Some(AllDayDates { start, end }),
+            (None, None) => None,
+            _ => return Err(corrupt("only one all-day date is set")),
+        };
+        Ok(BusyEvent {
+            id: EventId(self.id),
+            facts: BusyFacts {
+                start: self.start_at,
+                end: self.end_at,
+                all_day,
+                status: self.status.0.ok_or_else(|| corrupt("unknown status"))?,
+                // Only opaque events are read.
+                transparency: Transparency::Opaque,
+                self_response: self.self_response.0.ok_or_else(|| corrupt("unknown response status"))?,
+                kind: self.kind.0.ok_or_else(|| corrupt("unknown kind"))?,
+            },
+        })
+    }
+}
+
+/// The busy facts of every event of `user` that may be busy, whenever it
+/// is (the same rows and exclusions as [`busy_events`], without a range):
+/// what a rebuild of their busy blocks reads.
+pub async fn busy_events_all(conn: &mut AsyncPgConnection, user: &UserId) -> Result<Vec<BusyEvent>, StoreError> {
+    let rows: Vec<BusyRow> = sql_query(
+        "WITH copies AS MATERIALIZED ( \
+           SELECT coalesce(array_agg(e.id), '{}') AS ids FROM meetings m \
+           JOIN user_calendar_events e ON e.user_id = m.user_id AND e.calendar_id = m.calendar_id \
+             AND e.external_id = m.external_id \
+           WHERE m.user_id = $1 AND m.external_id IS NOT NULL) \
+         SELECT 1::int8 AS n, e.id, e.start_at, e.end_at, e.all_day_start, e.all_day_end, e.status, \
+                e.self_response, e.kind \
+         FROM user_calendar_events e \
+         WHERE e.user_id = $1 \
+           AND e.status <> 'cancelled' AND e.transparency = 'opaque' AND e.self_response <> 'declined' \
+           AND e.kind <> 'working_elsewhere' \
+           AND NOT e.id = ANY((SELECT ids FROM copies)::uuid[])",
+    )
+    .bind::<Text, _>(user.as_str())
+    .load(conn)
+    .await?;
+    rows.into_iter().map(BusyRow::decode).collect()
 }
 
 #[derive(QueryableByName)]

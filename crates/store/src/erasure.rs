@@ -55,6 +55,11 @@ const USER_TABLES: &[&str] = &[
     "availability_settings",
     "oauth_states",
     "user_data_keys",
+    // Last: deleting events and meetings above marks the user's busy time
+    // as changed (triggers), and those marks go too.
+    "busy_blocks",
+    "busy_state",
+    "busy_dirty",
 ];
 
 async fn delete_rows(conn: &mut AsyncPgConnection, table: &str, user: &str) -> Result<u64, StoreError> {
@@ -78,6 +83,9 @@ pub async fn erase_user(
     conn.transaction(async |conn| {
         {
             let mut report = ErasureReport::default();
+            // A busy-block rebuild in flight finishes first; none starts
+            // for this user afterwards (nothing is left marked).
+            crate::busy_blocks::lock_user(conn, user).await?;
             for table in USER_TABLES {
                 let deleted = delete_rows(conn, table, user).await?;
                 match *table {

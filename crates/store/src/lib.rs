@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod availability;
+pub mod busy_blocks;
 pub mod calendars;
 pub mod erasure;
 mod error;

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_forward;
+pub mod busy_blocks;
 pub mod cursor;
 pub mod engine;
 mod metrics;
@@ -106,6 +107,8 @@ pub struct SyncConfig {
     /// How old a calendar's last successful sync may be before free/busy
     /// calls its owner's busy time incomplete (read by the API).
     pub stale_after: chrono::Duration,
+    /// Rebuilding users' busy blocks after their events change.
+    pub busy_blocks: busy_blocks::BusyBlocksConfig,
 }
 
 impl Default for SyncConfig {
@@ -134,6 +137,7 @@ impl Default for SyncConfig {
             reminders: None,
             audit_forward: None,
             stale_after: chrono::Duration::hours(1),
+            busy_blocks: busy_blocks::BusyBlocksConfig::default(),
         }
     }
 }

@@ -79,6 +79,10 @@ pub fn spawn_workers(
             Err(error) => tracing::error!(error = %error, "the audit forwarder's HTTP client could not be built"),
         }
     }
+    tasks.push(crate::busy_blocks::spawn_refresher(
+        Arc::clone(&engine),
+        stopped.clone(),
+    ));
     tasks.push(spawn_cleanup(Arc::clone(&engine), stopped));
     Workers { stop, tasks }
 }

@@ -7,6 +7,7 @@
 mod accounts;
 mod audit;
 mod availability;
+mod busy_blocks;
 mod calendars;
 mod encryption;
 mod events;
