@@ -4,10 +4,12 @@
 //!
 //! Blocks are a cache that is never trusted blindly:
 //!
-//! - Every change to a user's events (any statement, whoever runs it: sync
-//!   pages, deletions, expiry, erasure, a calendar's cascade) and every
-//!   change to which synced event is a meeting's copy leaves a row in
-//!   `busy_dirty`, written by triggers in the changing transaction itself.
+//! - Every change to a user's events and every change to which synced event
+//!   is a meeting's copy leaves a row in `busy_dirty`, in the changing
+//!   transaction itself: updates and deletions (whoever runs them: sync,
+//!   expiry, erasure, a calendar's cascade) by triggers; inserts, which only
+//!   the page upsert makes, by that statement itself (a trigger refuses an
+//!   insert that did not mark; migration 000011 says why).
 //! - [`rebuild_user`] recomputes a user's blocks from their events in one
 //!   REPEATABLE READ snapshot and deletes exactly the dirty rows that snapshot
 //!   saw; a change committed after it leaves its row, so the user stays

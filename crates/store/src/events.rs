@@ -315,8 +315,13 @@ async fn insert_rows(
     fn column<'r, T>(rows: &'r [EventInsert<'_>], get: impl Fn(&'r EventInsert<'_>) -> T) -> Vec<T> {
         rows.iter().map(get).collect()
     }
+    // The first line marks the user's busy blocks as changed, in this
+    // statement (`crate::busy_blocks`; a trigger refuses an insert that
+    // did not).
     let stored: Vec<Stored> = diesel::sql_query(
-        "INSERT INTO user_calendar_events (user_id, id, calendar_id, provider, external_id, ical_uid, \
+        "WITH busy_mark AS (INSERT INTO busy_dirty (user_id) VALUES ($1) \
+             RETURNING set_config('juy.busy_marked', 'on', true)) \
+         INSERT INTO user_calendar_events (user_id, id, calendar_id, provider, external_id, ical_uid, \
              series_id, instance_start, start_at, end_at, time_zone, all_day_start, all_day_end, status, \
              transparency, self_response, kind, reminders, etag, provider_updated_at, title_enc, location_enc, \
              description_enc, attendees_enc, reminder_first_due, reminder_last_due, synced_at, expires_at) \

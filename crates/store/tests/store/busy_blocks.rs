@@ -201,3 +201,32 @@ async fn one_rebuild_at_a_time_and_an_erasure_takes_the_blocks_along() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_insert_that_does_not_mark_the_user_is_refused() {
+    let mut f = fixture().await;
+    let cal = calendar(&mut f.conn, &f.key, &f.user).await;
+    let refused = diesel::sql_query(format!(
+        "INSERT INTO user_calendar_events (user_id, id, calendar_id, provider, external_id, start_at, end_at, \
+             status, transparency, self_response, kind, reminders, synced_at, expires_at) \
+         VALUES ('alice', gen_random_uuid(), '{}', 'google', 'raw', now(), now() + interval '1 hour', \
+             'confirmed', 'opaque', 'accepted', 'default', '[]', now(), now() + interval '1 day')",
+        cal.id
+    ))
+    .execute(&mut *f.conn)
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("without marking busy_dirty"), "{refused}");
+    assert_eq!(marks(&mut f.conn, &f.user).await, 0, "nothing was written");
+    // The store's own upsert marks, once, and passes.
+    upsert_events(
+        &mut f.conn,
+        &f.key,
+        &[event(&cal, "marked", at(10, 9, 0), at(10, 10, 0))],
+        at(1, 0, 0),
+        Duration::days(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(marks(&mut f.conn, &f.user).await, 1);
+}
