@@ -6,9 +6,10 @@
 
 -- Merged busy time cut at UTC midnights (so a block is at most a day long
 -- and "blocks overlapping a range" is a bounded scan of the key). `kind`:
--- 0 tentative, 1 busy, 2 out of office. `members`: the spans of the events
--- overlapping the block (event id, start and end in microseconds, kind),
--- read only for the owner's own, explained answer. No text of any event.
+-- 0 tentative, 1 busy, 2 out of office. `members`: event spans (event id,
+-- start and end in microseconds, kind), each in the first block of each UTC
+-- day it overlaps, read only for the owner's own, explained answer. No text
+-- of any event.
 CREATE TABLE busy_blocks (
     user_id text NOT NULL,
     start_at timestamptz NOT NULL,

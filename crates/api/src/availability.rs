@@ -311,11 +311,14 @@ impl CalendarService {
         let zones: Vec<(&UserId, &str)> = users.iter().zip(&gathered).map(|(u, g)| (u, g.zone.name())).collect();
         let explained = explain.and_then(|who| users.iter().position(|u| u == who));
         let reads = busy_blocks::read_blocks(conn, &zones, from, to, explained).await?;
+        // Marked for a rebuild: users with calendars only (a user without
+        // any has no events to read, and any name may be asked for).
         let unbuilt: Vec<&UserId> = users
             .iter()
             .zip(&reads)
-            .filter(|(_, read)| **read == BlocksRead::Unbuilt)
-            .map(|(u, _)| u)
+            .zip(&calendars)
+            .filter(|((_, read), calendars)| **read == BlocksRead::Unbuilt && !calendars.is_empty())
+            .map(|((u, _), _)| u)
             .collect();
         busy_blocks::mark_dirty(conn, &unbuilt).await?;
         let from_events: Vec<UserId> = users

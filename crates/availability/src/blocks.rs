@@ -5,10 +5,12 @@
 //! the busy policy, all-day ones already placed in their zone) exactly as
 //! [`merge`](crate::merge) does, and cuts the intervals at UTC midnights, so
 //! no block is longer than a day and "the blocks overlapping a range" is a
-//! bounded index scan. Each block keeps its members: the spans overlapping it,
-//! with their own times and kinds, so that the owner's answer, which names the
-//! events behind each interval, can be merged again from exactly the spans
-//! that matter ([`members_overlapping`]).
+//! bounded index scan (from the range's first UTC midnight, [`day_start`]).
+//! Blocks keep members: each span, with its own times and kind, in the first
+//! block of each UTC day it overlaps, so that the owner's answer, which names
+//! the events behind each interval, can be merged again from exactly the
+//! spans that matter: the members of the blocks from the range's first
+//! midnight to its end ([`members_overlapping`]).
 //!
 //! Merging blocks again gives what merging their spans gives: merge's output
 //! depends only on the greatest kind covering each instant, which blocks keep.
@@ -52,7 +54,14 @@ fn next_midnight(at: DateTime<Utc>) -> DateTime<Utc> {
     (at.date_naive() + Duration::days(1)).and_time(NaiveTime::MIN).and_utc()
 }
 
-/// Merges `spans` into blocks: sorted, disjoint, each within one UTC day.
+/// The UTC midnight starting `at`'s day: no block overlapping a range
+/// starting at `at` begins before it.
+pub fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.date_naive().and_time(NaiveTime::MIN).and_utc()
+}
+
+/// Merges `spans` into blocks: sorted, disjoint, each within one UTC day,
+/// each span a member of the first block of each UTC day it overlaps.
 /// Empty and inverted spans are ignored, as by `merge`.
 pub fn build_blocks(spans: &[BlockMember]) -> Vec<Block> {
     let kept: Vec<&BlockMember> = spans.iter().filter(|s| s.start < s.end).collect();
@@ -60,17 +69,22 @@ pub fn build_blocks(spans: &[BlockMember]) -> Vec<Block> {
         return Vec::new();
     };
     let busy = spans_of(kept.iter().copied());
+    // The UTC day each span was last made a member in (blocks come in time order).
+    let mut placed: Vec<Option<DateTime<Utc>>> = vec![None; kept.len()];
     let mut blocks = Vec::new();
     for interval in merge(&busy, from, to) {
         let mut start = interval.start;
         while start < interval.end {
             let end = next_midnight(start).min(interval.end);
-            let members = interval
-                .sources
-                .iter()
-                .map(|&i| *kept[i])
-                .filter(|m| m.start < end && m.end > start)
-                .collect();
+            let day = day_start(start);
+            let mut members = Vec::new();
+            for &i in &interval.sources {
+                let m = kept[i];
+                if m.start < end && m.end > start && placed[i] != Some(day) {
+                    placed[i] = Some(day);
+                    members.push(*m);
+                }
+            }
             blocks.push(Block {
                 start,
                 end,
@@ -97,11 +111,11 @@ pub fn spans_of<'a>(members: impl IntoIterator<Item = &'a BlockMember>) -> Vec<B
         .collect()
 }
 
-/// How far before a range's start the blocks overlapping it may begin.
-pub const LONGEST_BLOCK: Duration = Duration::days(1);
-
-/// The spans that can matter to `[from, to)`, each once, from the blocks
-/// overlapping it: merging them gives what merging every span gives there.
+/// The spans that can matter to `[from, to)`, each once, from `blocks`,
+/// which must hold every block starting in `[day_start(from), to)`: merging
+/// them gives what merging every span gives there. (A span overlapping the
+/// range overlaps the UTC day of its first instant in it, and is a member of
+/// that day's first block it overlaps, which starts before that instant.)
 pub fn members_overlapping<'a>(
     blocks: impl IntoIterator<Item = &'a Block>,
     from: DateTime<Utc>,
@@ -109,8 +123,8 @@ pub fn members_overlapping<'a>(
 ) -> Vec<BlockMember> {
     let mut members: Vec<BlockMember> = blocks
         .into_iter()
-        .filter(|b| b.start < to && b.end > from)
         .flat_map(|b| b.members.iter().copied())
+        .filter(|m| m.start < to && m.end > from)
         .collect();
     members.sort_unstable_by_key(|m| (m.event, m.start));
     members.dedup();
@@ -225,7 +239,8 @@ mod tests {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> (Vec<(BusyInterval, Vec<EventId>)>, Vec<BusyInterval>) {
-        let members = members_overlapping(blocks, from, to);
+        let first = day_start(from);
+        let members = members_overlapping(blocks.iter().filter(|b| b.start >= first && b.start < to), from, to);
         let explained = direct(&members, from, to);
         let pieces: Vec<BusySpan> = blocks
             .iter()
@@ -248,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn blocks_are_cut_at_utc_midnights_and_keep_the_spans_overlapping_each_piece() {
+    fn blocks_are_cut_at_utc_midnights_and_a_span_is_kept_in_its_first_block_of_each_day() {
         // 22:00 to 02:00 busy, 23:00 to 23:30 out of office.
         let spans = [member(1, 22 * 60, 26 * 60, 1), member(2, 23 * 60, 23 * 60 + 30, 2)];
         let blocks = build_blocks(&spans);
@@ -267,8 +282,8 @@ mod tests {
             shape,
             vec![
                 (22 * 60, 23 * 60, BusyKind::Busy, vec![1]),
-                (23 * 60, 23 * 60 + 30, BusyKind::OutOfOffice, vec![1, 2]),
-                (23 * 60 + 30, 24 * 60, BusyKind::Busy, vec![1]),
+                (23 * 60, 23 * 60 + 30, BusyKind::OutOfOffice, vec![2]),
+                (23 * 60 + 30, 24 * 60, BusyKind::Busy, vec![]),
                 (24 * 60, 26 * 60, BusyKind::Busy, vec![1]),
             ]
         );
@@ -278,7 +293,8 @@ mod tests {
     fn a_week_long_span_gives_one_block_a_day() {
         let blocks = build_blocks(&[member(7, 12 * 60, 7 * 24 * 60 + 12 * 60, 2)]);
         assert_eq!(blocks.len(), 8);
-        assert!(blocks.iter().all(|b| b.end - b.start <= LONGEST_BLOCK));
+        assert!(blocks.iter().all(|b| b.end - b.start <= Duration::days(1)));
+        assert!(blocks.iter().all(|b| b.members.len() == 1), "one member a day");
         assert!(blocks.windows(2).all(|w| w[0].end == w[1].start));
     }
 
@@ -320,7 +336,8 @@ mod tests {
                 prop_assert!(w[0].end <= w[1].start);
             }
             for b in &blocks {
-                prop_assert!(b.start < b.end && b.end - b.start <= LONGEST_BLOCK);
+                prop_assert!(b.start < b.end && b.end - b.start <= Duration::days(1));
+                prop_assert!(b.start >= day_start(b.start));
                 prop_assert!(b.end <= next_midnight(b.start));
             }
             let (from, to) = (base() + Duration::minutes(from), base() + Duration::minutes(from + len));

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Bool, Bytea, Int2, Int8, Nullable, Text, Timestamptz};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager as _};
-use juy_availability::blocks::{self, Block, BlockMember, LONGEST_BLOCK};
+use juy_availability::blocks::{self, Block, BlockMember, day_start};
 use juy_availability::{busy_kind, busy_span, owner_zone};
 use juy_domain::UserId;
 
@@ -71,8 +71,9 @@ struct ReadRow {
 }
 
 /// The blocks of `users` (each with the zone they are answered in now)
-/// overlapping `[from, to)`, one answer per user in the order given; the
-/// members are read for `explain` (a position in `users`) only. One
+/// overlapping `[from, to)`, one answer per user in the order given; for
+/// `explain` (a position in `users`) every block from the range's first UTC
+/// midnight, with members (`juy_availability::blocks::members_overlapping`). One
 /// statement, one snapshot: a user is `Fresh` only if no change to their
 /// events is waiting and their blocks were built for that zone.
 pub async fn read_blocks(
@@ -88,7 +89,10 @@ pub async fn read_blocks(
     // The two halves of the lateral union are gated by one-time filters on
     // the user's position: other users' blocks are an index-only scan of the
     // primary key (which includes end and kind); only the explained user's
-    // rows are fetched from the heap for their members.
+    // rows are fetched from the heap for their members, every block from the
+    // range's first UTC midnight (a span is a member of the first block of
+    // each day it overlaps, which may end before the range starts). No block
+    // crosses a UTC midnight, so none overlapping the range starts earlier.
     let rows: Vec<ReadRow> = sql_query(
         "SELECT u.n, d.dirty, coalesce(s.zone = u.zone, false) AS built, \
                 b.start_at, b.end_at, b.kind, b.members \
@@ -102,7 +106,7 @@ pub async fn read_blocks(
            UNION ALL \
            SELECT b.start_at, b.end_at, b.kind, b.members FROM busy_blocks b \
            WHERE u.n = $6 AND NOT d.dirty AND s.zone = u.zone AND b.user_id = u.user_id \
-             AND b.start_at >= $5 AND b.start_at < $4 AND b.end_at > $3 \
+             AND b.start_at >= $5 AND b.start_at < $4 \
          ) b ON true \
          ORDER BY u.n, b.start_at",
     )
@@ -110,7 +114,7 @@ pub async fn read_blocks(
     .bind::<Array<Text>, _>(&zones)
     .bind::<Timestamptz, _>(from)
     .bind::<Timestamptz, _>(to)
-    .bind::<Timestamptz, _>(from - LONGEST_BLOCK)
+    .bind::<Timestamptz, _>(day_start(from))
     .bind::<Int8, _>(explain)
     .load(conn)
     .await?;

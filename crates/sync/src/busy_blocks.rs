@@ -44,6 +44,7 @@ impl Default for BusyBlocksConfig {
 
 struct Metrics {
     rebuilds: Counter<u64>,
+    failures: Counter<u64>,
     duration: Histogram<f64>,
 }
 
@@ -54,6 +55,10 @@ impl Metrics {
             rebuilds: meter
                 .u64_counter("juy.busy_blocks.rebuilds")
                 .with_description("Users whose busy blocks were rebuilt after their events changed")
+                .build(),
+            failures: meter
+                .u64_counter("juy.busy_blocks.rebuild_failures")
+                .with_description("Rebuilds of one user's busy blocks that failed (retried)")
                 .build(),
             duration: meter
                 .f64_histogram("juy.busy_blocks.rebuild_duration")
@@ -93,22 +98,32 @@ async fn refresh_due(
     let users = busy_blocks::dirty_users(&mut conn, config.settle, config.max_wait, config.batch).await?;
     for user in &users {
         let started = Instant::now();
-        if let Some(Rebuilt {
-            events,
-            blocks,
-            changes,
-        }) = busy_blocks::rebuild_user(&mut conn, user).await?
-        {
-            let took = started.elapsed();
-            metrics.rebuilds.add(1, &[]);
-            metrics.duration.record(took.as_secs_f64(), &[]);
-            tracing::debug!(
+        match busy_blocks::rebuild_user(&mut conn, user).await {
+            Ok(Some(Rebuilt {
                 events,
                 blocks,
                 changes,
-                ms = took.as_millis() as u64,
-                "busy blocks rebuilt"
-            );
+            })) => {
+                let took = started.elapsed();
+                metrics.rebuilds.add(1, &[]);
+                metrics.duration.record(took.as_secs_f64(), &[]);
+                tracing::debug!(
+                    events,
+                    blocks,
+                    changes,
+                    ms = took.as_millis() as u64,
+                    "busy blocks rebuilt"
+                );
+            }
+            Ok(None) => {}
+            // One user's failure (a row that cannot be decoded, say) must not
+            // hold up the others; theirs stays marked, so reads keep using
+            // their events, and it is tried again at the next look.
+            Err(error @ juy_store::StoreError::Unavailable(_)) => return Err(error),
+            Err(error) => {
+                metrics.failures.add(1, &[]);
+                tracing::warn!(error = %error, "rebuilding one user's busy blocks failed; retrying later");
+            }
         }
     }
     Ok(users.len())
