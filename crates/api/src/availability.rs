@@ -280,8 +280,15 @@ impl CalendarService {
         explain: Option<&UserId>,
     ) -> Result<Vec<Gathered>, ApiError> {
         let now = self.now();
-        let health = store_availability::calendar_health(conn, users).await?;
-        let mut settings = store_availability::settings_of(conn, users).await?;
+        // Sent together, answered in one go (pipelined on the connection):
+        // the blocks are checked against the users' zones afterwards.
+        let explained = explain.and_then(|who| users.iter().position(|u| u == who));
+        let (health, mut settings, built, meetings) = futures::try_join!(
+            store_availability::calendar_health(conn, users),
+            store_availability::settings_of(conn, users),
+            busy_blocks::read_built_blocks(conn, users, from, to, explained),
+            store_availability::busy_meetings(conn, users, from, to, except),
+        )?;
 
         let index: HashMap<&UserId, usize> = users.iter().enumerate().map(|(i, u)| (u, i)).collect();
         let mut calendars: Vec<Vec<&CalendarHealth>> = vec![Vec::new(); users.len()];
@@ -308,9 +315,11 @@ impl CalendarService {
                 }
             })
             .collect();
-        let zones: Vec<(&UserId, &str)> = users.iter().zip(&gathered).map(|(u, g)| (u, g.zone.name())).collect();
-        let explained = explain.and_then(|who| users.iter().position(|u| u == who));
-        let reads = busy_blocks::read_blocks(conn, &zones, from, to, explained).await?;
+        let reads: Vec<BlocksRead> = built
+            .into_iter()
+            .zip(&gathered)
+            .map(|(built, g)| built.for_zone(g.zone.name()))
+            .collect();
         // Marked for a rebuild: users with calendars only (a user without
         // any has no events to read, and any name may be asked for).
         let unbuilt: Vec<&UserId> = users
@@ -333,7 +342,6 @@ impl CalendarService {
             store_availability::busy_events(conn, &from_events, from, to).await?
         }
         .into_iter();
-        let meetings = store_availability::busy_meetings(conn, users, from, to, except).await?;
 
         let mut spans: Vec<Vec<BusySpan>> = Vec::with_capacity(users.len());
         for (i, (g, read)) in gathered.iter_mut().zip(reads).enumerate() {

@@ -286,37 +286,42 @@ struct MeetingRow {
 }
 
 /// The scheduled meetings overlapping `[from, to)` that `users` organise or
-/// are invited to, except `except`.
+/// are invited to, except `except`. The query is sent when this is called
+/// and the future does not hold the connection, so it can be pipelined with
+/// the other reads of a free/busy answer (`futures::try_join!`).
 pub async fn busy_meetings(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     users: &[UserId],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     except: Option<MeetingId>,
 ) -> Result<Vec<BusyMeeting>, StoreError> {
-    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
-    let rows: Vec<MeetingRow> = sql_query(
+    let mut conn = conn;
+    let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
+    let rows = sql_query(
         "SELECT id, user_id, invitees, start_at, end_at FROM meetings \
          WHERE (user_id = ANY($1) OR invitees && $1) AND status = 'scheduled' \
            AND start_at < $3 AND end_at > $2 AND ($4::uuid IS NULL OR id <> $4)",
     )
-    .bind::<Array<Text>, _>(&users)
+    .bind::<Array<Text>, _>(users)
     .bind::<Timestamptz, _>(from)
     .bind::<Timestamptz, _>(to)
     .bind::<Nullable<SqlUuid>, _>(except.map(|id| id.0))
-    .load(conn)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(BusyMeeting {
-                id: MeetingId(row.id),
-                organizer: user(row.user_id)?,
-                invitees: row.invitees.into_iter().map(user).collect::<Result<_, _>>()?,
-                start: row.start_at,
-                end: row.end_at,
+    .load::<MeetingRow>(&mut conn);
+    {
+        rows.await?
+            .into_iter()
+            .map(|row| {
+                Ok(BusyMeeting {
+                    id: MeetingId(row.id),
+                    organizer: user(row.user_id)?,
+                    invitees: row.invitees.into_iter().map(user).collect::<Result<_, _>>()?,
+                    start: row.start_at,
+                    end: row.end_at,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 #[derive(QueryableByName)]
@@ -337,38 +342,39 @@ struct HealthRow {
     time_zone: Option<String>,
 }
 
-/// The calendars of `users`' connections that are not revoked.
-pub async fn calendar_health(
-    conn: &mut AsyncPgConnection,
-    users: &[UserId],
-) -> Result<Vec<CalendarHealth>, StoreError> {
-    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
-    let rows: Vec<HealthRow> = sql_query(
+/// The calendars of `users`' connections that are not revoked. Sent when
+/// called; the future does not hold the connection (see [`busy_meetings`]).
+pub async fn calendar_health(conn: &AsyncPgConnection, users: &[UserId]) -> Result<Vec<CalendarHealth>, StoreError> {
+    let mut conn = conn;
+    let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
+    let rows = sql_query(
         "SELECT c.user_id, c.id, a.status AS account_status, c.sync_status, c.last_synced_at, \
                 c.is_primary, c.time_zone \
          FROM calendars c JOIN connected_accounts a ON a.user_id = c.user_id AND a.id = c.account_id \
          WHERE c.user_id = ANY($1) AND a.status <> 'revoked' ORDER BY c.user_id, c.id",
     )
-    .bind::<Array<Text>, _>(&users)
-    .load(conn)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            let corrupt = |what: &str| StoreError::Corrupt(format!("calendar {}: {what}", row.id));
-            Ok(CalendarHealth {
-                user_id: user(row.user_id.clone())?,
-                calendar_id: CalendarId(row.id),
-                account_status: row
-                    .account_status
-                    .parse()
-                    .map_err(|_| corrupt("unknown account status"))?,
-                sync_status: row.sync_status.parse().map_err(|_| corrupt("unknown sync status"))?,
-                last_synced_at: row.last_synced_at,
-                is_primary: row.is_primary,
-                time_zone: row.time_zone.clone(),
+    .bind::<Array<Text>, _>(users)
+    .load::<HealthRow>(&mut conn);
+    {
+        rows.await?
+            .into_iter()
+            .map(|row| {
+                let corrupt = |what: &str| StoreError::Corrupt(format!("calendar {}: {what}", row.id));
+                Ok(CalendarHealth {
+                    user_id: user(row.user_id.clone())?,
+                    calendar_id: CalendarId(row.id),
+                    account_status: row
+                        .account_status
+                        .parse()
+                        .map_err(|_| corrupt("unknown account status"))?,
+                    sync_status: row.sync_status.parse().map_err(|_| corrupt("unknown sync status"))?,
+                    last_synced_at: row.last_synced_at,
+                    is_primary: row.is_primary,
+                    time_zone: row.time_zone.clone(),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 #[derive(QueryableByName)]
@@ -381,28 +387,31 @@ struct SettingsRow {
     working_hours: Option<serde_json::Value>,
 }
 
-/// The availability settings of `users` who have any.
+/// The availability settings of `users` who have any. Sent when called;
+/// the future does not hold the connection (see [`busy_meetings`]).
 pub async fn settings_of(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     users: &[UserId],
 ) -> Result<HashMap<UserId, AvailabilitySettings>, StoreError> {
-    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
-    let rows: Vec<SettingsRow> =
-        sql_query("SELECT user_id, time_zone, working_hours FROM availability_settings WHERE user_id = ANY($1)")
-            .bind::<Array<Text>, _>(&users)
-            .load(conn)
-            .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok((
-                user(row.user_id)?,
-                AvailabilitySettings {
-                    time_zone: row.time_zone,
-                    working_hours: row.working_hours.map(decode_periods).transpose()?,
-                },
-            ))
-        })
-        .collect()
+    let mut conn = conn;
+    let users: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
+    let rows = sql_query("SELECT user_id, time_zone, working_hours FROM availability_settings WHERE user_id = ANY($1)")
+        .bind::<Array<Text>, _>(users)
+        .load::<SettingsRow>(&mut conn);
+    {
+        rows.await?
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    user(row.user_id)?,
+                    AvailabilitySettings {
+                        time_zone: row.time_zone,
+                        working_hours: row.working_hours.map(decode_periods).transpose()?,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Stores a user's availability settings; `None` in a field keeps what is

@@ -54,12 +54,14 @@ pub enum BlocksRead {
 
 #[derive(QueryableByName)]
 struct ReadRow {
+    /// The user's position in the list asked for, from 1.
     #[diesel(sql_type = BigInt)]
     n: i64,
     #[diesel(sql_type = Bool)]
     dirty: bool,
-    #[diesel(sql_type = Bool)]
-    built: bool,
+    /// The zone the blocks were built for; `None`: never built.
+    #[diesel(sql_type = Nullable<Text>)]
+    zone: Option<String>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     start_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -73,8 +75,8 @@ struct ReadRow {
 /// The blocks of `users` (each with the zone they are answered in now)
 /// overlapping `[from, to)`, one answer per user in the order given; for
 /// `explain` (a position in `users`) every block from the range's first UTC
-/// midnight, with members (`juy_availability::blocks::members_overlapping`). One
-/// statement, one snapshot: a user is `Fresh` only if no change to their
+/// midnight, with members (`juy_availability::blocks::members_overlapping`).
+/// One statement, one snapshot: a user is `Fresh` only if no change to their
 /// events is waiting and their blocks were built for that zone.
 pub async fn read_blocks(
     conn: &mut AsyncPgConnection,
@@ -83,8 +85,50 @@ pub async fn read_blocks(
     to: DateTime<Utc>,
     explain: Option<usize>,
 ) -> Result<Vec<BlocksRead>, StoreError> {
-    let names: Vec<&str> = users.iter().map(|(u, _)| u.as_str()).collect();
-    let zones: Vec<&str> = users.iter().map(|(_, z)| *z).collect();
+    let names: Vec<UserId> = users.iter().map(|(u, _)| (*u).clone()).collect();
+    let built = read_built_blocks(conn, &names, from, to, explain).await?;
+    Ok(built
+        .into_iter()
+        .zip(users)
+        .map(|(built, (_, zone))| built.for_zone(zone))
+        .collect())
+}
+
+/// How a user's blocks stand, whatever zone they were built for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltBlocks {
+    /// The zone the blocks were built for (`None`: never built).
+    pub zone: Option<String>,
+    /// `Fresh` if built and nothing is waiting, whatever the zone.
+    pub read: BlocksRead,
+}
+
+impl BuiltBlocks {
+    /// The answer for a user answered in `zone` now: blocks built for
+    /// another zone count as unbuilt.
+    pub fn for_zone(self, zone: &str) -> BlocksRead {
+        match self.read {
+            BlocksRead::Fresh(_) if self.zone.as_deref() != Some(zone) => BlocksRead::Unbuilt,
+            read => read,
+        }
+    }
+}
+
+/// [`read_blocks`] before the zone check, which the caller makes with
+/// [`BuiltBlocks::for_zone`], so that this read need not wait for the
+/// users' settings and calendars: the query is sent when this is called and
+/// the future does not hold the connection, so a free/busy answer pipelines
+/// it with its other reads (`futures::try_join!`).
+pub async fn read_built_blocks(
+    conn: &AsyncPgConnection,
+    users: &[UserId],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    explain: Option<usize>,
+) -> Result<Vec<BuiltBlocks>, StoreError> {
+    let mut conn = conn;
+    let count = users.len();
+    let names: Vec<String> = users.iter().map(|u| u.as_str().to_owned()).collect();
     let explain = explain.map_or(0, |i| i as i64 + 1);
     // The two halves of the lateral union are gated by one-time filters on
     // the user's position: other users' blocks are an index-only scan of the
@@ -93,69 +137,73 @@ pub async fn read_blocks(
     // range's first UTC midnight (a span is a member of the first block of
     // each day it overlaps, which may end before the range starts). No block
     // crosses a UTC midnight, so none overlapping the range starts earlier.
-    let rows: Vec<ReadRow> = sql_query(
-        "SELECT u.n, d.dirty, coalesce(s.zone = u.zone, false) AS built, \
-                b.start_at, b.end_at, b.kind, b.members \
-         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(user_id, zone, n) \
+    let rows = sql_query(
+        "SELECT u.n, d.dirty, s.zone, b.start_at, b.end_at, b.kind, b.members \
+         FROM unnest($1::text[]) WITH ORDINALITY AS u(user_id, n) \
          LEFT JOIN busy_state s ON s.user_id = u.user_id \
          CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM busy_dirty x WHERE x.user_id = u.user_id) AS dirty) d \
          LEFT JOIN LATERAL ( \
            SELECT b.start_at, b.end_at, b.kind, NULL::bytea AS members FROM busy_blocks b \
-           WHERE u.n <> $6 AND NOT d.dirty AND s.zone = u.zone AND b.user_id = u.user_id \
-             AND b.start_at >= $5 AND b.start_at < $4 AND b.end_at > $3 \
+           WHERE u.n <> $5 AND NOT d.dirty AND s.zone IS NOT NULL AND b.user_id = u.user_id \
+             AND b.start_at >= $4 AND b.start_at < $3 AND b.end_at > $2 \
            UNION ALL \
            SELECT b.start_at, b.end_at, b.kind, b.members FROM busy_blocks b \
-           WHERE u.n = $6 AND NOT d.dirty AND s.zone = u.zone AND b.user_id = u.user_id \
-             AND b.start_at >= $5 AND b.start_at < $4 \
+           WHERE u.n = $5 AND NOT d.dirty AND s.zone IS NOT NULL AND b.user_id = u.user_id \
+             AND b.start_at >= $4 AND b.start_at < $3 \
          ) b ON true \
          ORDER BY u.n, b.start_at",
     )
-    .bind::<Array<Text>, _>(&names)
-    .bind::<Array<Text>, _>(&zones)
+    .bind::<Array<Text>, _>(names)
     .bind::<Timestamptz, _>(from)
     .bind::<Timestamptz, _>(to)
     .bind::<Timestamptz, _>(day_start(from))
     .bind::<Int8, _>(explain)
-    .load(conn)
-    .await?;
-    let mut answers: Vec<BlocksRead> = vec![BlocksRead::Unbuilt; users.len()];
-    for row in rows {
-        let answer = usize::try_from(row.n - 1)
-            .ok()
-            .and_then(|i| answers.get_mut(i))
-            .ok_or_else(|| StoreError::Database(format!("busy blocks: no user at position {}", row.n)))?;
-        if row.dirty {
-            *answer = BlocksRead::Dirty;
-            continue;
+    .load::<ReadRow>(&mut conn);
+    {
+        let mut answers: Vec<BuiltBlocks> = vec![
+            BuiltBlocks {
+                zone: None,
+                read: BlocksRead::Unbuilt,
+            };
+            count
+        ];
+        for row in rows.await? {
+            let answer = usize::try_from(row.n - 1)
+                .ok()
+                .and_then(|i| answers.get_mut(i))
+                .ok_or_else(|| StoreError::Database(format!("busy blocks: no user at position {}", row.n)))?;
+            if row.dirty {
+                answer.read = BlocksRead::Dirty;
+                continue;
+            }
+            let Some(zone) = row.zone else { continue };
+            if !matches!(answer.read, BlocksRead::Fresh(_)) {
+                answer.read = BlocksRead::Fresh(Vec::new());
+                answer.zone = Some(zone);
+            }
+            let (Some(start), Some(end), Some(kind)) = (row.start_at, row.end_at, row.kind) else {
+                continue; // Built and clean, with no block in the range.
+            };
+            let corrupt = || StoreError::Corrupt(format!("a busy block at {start} is not valid"));
+            let kind = u8::try_from(kind)
+                .ok()
+                .and_then(blocks::kind_from_code)
+                .ok_or_else(corrupt)?;
+            let members = match row.members {
+                Some(bytes) => blocks::unpack_members(&bytes).ok_or_else(corrupt)?,
+                None => Vec::new(),
+            };
+            if let BlocksRead::Fresh(list) = &mut answer.read {
+                list.push(Block {
+                    start,
+                    end,
+                    kind,
+                    members,
+                });
+            }
         }
-        if !row.built {
-            continue;
-        }
-        if !matches!(answer, BlocksRead::Fresh(_)) {
-            *answer = BlocksRead::Fresh(Vec::new());
-        }
-        let (Some(start), Some(end), Some(kind)) = (row.start_at, row.end_at, row.kind) else {
-            continue; // Built and clean, with no block in the range.
-        };
-        let corrupt = || StoreError::Corrupt(format!("a busy block at {start} is not valid"));
-        let kind = u8::try_from(kind)
-            .ok()
-            .and_then(blocks::kind_from_code)
-            .ok_or_else(corrupt)?;
-        let members = match row.members {
-            Some(bytes) => blocks::unpack_members(&bytes).ok_or_else(corrupt)?,
-            None => Vec::new(),
-        };
-        if let BlocksRead::Fresh(list) = answer {
-            list.push(Block {
-                start,
-                end,
-                kind,
-                members,
-            });
-        }
+        Ok(answers)
     }
-    Ok(answers)
 }
 
 /// Records that these users' blocks need building (users the reader found
