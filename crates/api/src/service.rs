@@ -604,7 +604,7 @@ impl CalendarService {
         let key = self.store.data_key(&mut conn, &caller.user_id).await?;
         let calendars = calendars::list_calendars(&mut conn, &key, &caller.user_id, None).await?;
         let channels = settings::notification_settings(&mut conn, &caller.user_id).await?;
-        let availability = juy_store::availability::settings_of(&mut conn, std::slice::from_ref(&caller.user_id))
+        let availability = juy_store::availability::settings_of(&conn, std::slice::from_ref(&caller.user_id))
             .await?
             .remove(&caller.user_id)
             .unwrap_or_default();
@@ -731,7 +731,7 @@ impl CalendarService {
                     other => ApiError::from(other),
                 })?;
         // The answer is the whole settings resource, not only what changed.
-        let stored = juy_store::availability::settings_of(&mut conn, std::slice::from_ref(&caller.user_id))
+        let stored = juy_store::availability::settings_of(&conn, std::slice::from_ref(&caller.user_id))
             .await?
             .remove(&caller.user_id)
             .unwrap_or_default();
