@@ -25,8 +25,7 @@ CREATE TABLE busy_blocks (
 CREATE TABLE busy_state (
     user_id text PRIMARY KEY,
     zone text NOT NULL,
-    built_at timestamptz NOT NULL,
-    blocks integer NOT NULL
+    built_at timestamptz NOT NULL
 );
 
 -- Changes waiting for a rebuild: one row per changing statement, never

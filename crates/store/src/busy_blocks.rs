@@ -360,13 +360,11 @@ async fn rebuild_in_transaction(conn: &mut AsyncPgConnection, user: &UserId) -> 
     }
     inserted?;
     let state = sql_query(
-        "INSERT INTO busy_state (user_id, zone, built_at, blocks) VALUES ($1, $2, now(), $3) \
-         ON CONFLICT (user_id) DO UPDATE SET zone = excluded.zone, built_at = excluded.built_at, \
-           blocks = excluded.blocks",
+        "INSERT INTO busy_state (user_id, zone, built_at) VALUES ($1, $2, now()) \
+         ON CONFLICT (user_id) DO UPDATE SET zone = excluded.zone, built_at = excluded.built_at",
     )
     .bind::<Text, _>(user.as_str())
     .bind::<Text, _>(zone.name())
-    .bind::<diesel::sql_types::Integer, _>(i32::try_from(built.len()).unwrap_or(i32::MAX))
     .execute(conn)
     .await;
     if concurrent(&state) {
